@@ -1,0 +1,24 @@
+"""The ``railcar`` command: one group per component."""
+
+from __future__ import annotations
+
+import click
+
+from railcar import __version__
+from railcar.clitools import RailcarGroup
+from railcar.payload.cli import payload
+from railcar.release.cli import key
+
+
+@click.group(cls=RailcarGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="railcar")
+def cli() -> None:
+    """Railcar: build, sign and deliver updates for a Container Linux-compatible OS."""
+
+
+cli.add_command(payload)
+cli.add_command(key)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,51 @@
+"""What every ``railcar`` sub-command shares: error reporting, JSON output, progress choice.
+
+Exit codes: 0 success; 1 a :class:`~railcar.errors.RailcarError` or an I/O failure, reported as
+``railcar: error: …`` (plus ``hint: …``) on stderr; 2 wrong usage (click); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from railcar.errors import RailcarError
+from railcar.progress import NO_PROGRESS, Progress, for_terminal
+
+
+class RailcarGroup(click.Group):
+    """A click group that turns Railcar errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RailcarError as exc:
+            fail(exc.message, hint=exc.hint, code=exc.exit_code)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}")
+        except KeyboardInterrupt:
+            click.echo("railcar: interrupted", err=True)
+            sys.exit(130)
+
+
+def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:
+    click.echo(f"railcar: error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def progress_for(json_output: bool) -> Progress:
+    """Progress on a terminal's stderr, never when a script reads our JSON."""
+    return NO_PROGRESS if json_output else for_terminal()
+
+
+json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for scripts.")

@@ -1,0 +1,1 @@
+"""Release engineering: signing keys now; versions, channels, artifacts, SBOM, promotion later."""
