@@ -1,0 +1,108 @@
+"""The demo behind ``scripts/demo``: a signed payload made, checked and applied end to end.
+
+Until the image builder and update server exist, the demo stands in for a release: it stages a
+small /usr tree, packs it as erofs, takes the host's kernel (or a stand-in), and then does what
+a release and a node do with a payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from railcar.payload.apply import apply_file_or_stream
+from railcar.payload.generate import generate_payload
+from railcar.payload.inspect import inspect_payload, render
+from railcar.payload.signing import FileKeySigner, TrustedKeys
+from railcar.progress import for_terminal
+from railcar.release.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_key
+from railcar.runner import run
+
+USR_PARTITION_BYTES = 64 << 20
+
+
+def _stage_usr(tree: Path) -> None:
+    if tree.exists():
+        shutil.rmtree(tree)
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib/os-release").write_text(
+        'NAME="Railcar demo"\nID=railcar\nVERSION=0.1.0\nVERSION_ID=0.1.0\n'
+    )
+    (tree / "bin").mkdir()
+    for tool in ("bash", "ls", "cat", "sha256sum"):
+        found = shutil.which(tool)
+        if found:
+            shutil.copy2(found, tree / "bin" / tool)
+    share = tree / "share/doc"
+    share.mkdir(parents=True)
+    for doc in sorted(Path("/usr/share/common-licenses").glob("*"))[:20]:
+        if doc.is_file():
+            shutil.copy2(doc, share / doc.name)
+
+
+def _kernel(work: Path) -> tuple[Path, str]:
+    for candidate in sorted(Path("/boot").glob("vmlinuz-*")):
+        if os.access(candidate, os.R_OK):
+            return candidate, f"host kernel {candidate}"
+    stand_in = work / "vmlinuz"
+    stand_in.write_bytes(hashlib.sha256(b"railcar").digest() * 40000)
+    return stand_in, "a stand-in kernel file (no readable /boot/vmlinuz-* here)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", type=Path, default=Path(".railcar/demo"))
+    args = parser.parse_args()
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    progress = for_terminal()
+
+    keys = work / "keys"
+    if not (keys / PRIVATE_KEY_NAME).exists():
+        generate_key(keys)
+    print(f"1. signing key        {keys / PRIVATE_KEY_NAME} (public: {PUBLIC_KEY_NAME})")
+
+    _stage_usr(work / "usr-tree")
+    usr = work / "railcar_production_update.bin"
+    run(["mkfs.erofs", "-zlz4hc", "-T0", usr, work / "usr-tree"])
+    with open(usr, "r+b") as f:
+        f.truncate(USR_PARTITION_BYTES)
+    print(f"2. /usr image         {usr} (erofs, padded to {USR_PARTITION_BYTES >> 20} MiB)")
+    kernel, kernel_note = _kernel(work)
+    print(f"   kernel             {kernel_note}")
+
+    out = work / "railcar_production_update.gz"
+    started = time.monotonic()
+    written = generate_payload(
+        usr, kernel, out, [FileKeySigner(keys / PRIVATE_KEY_NAME)], progress=progress
+    )
+    print(
+        f"3. signed payload     {out} ({written.size:,} bytes, {time.monotonic() - started:.1f} s)"
+    )
+    print("   " + render(inspect_payload(out)).replace("\n", "\n   "))
+
+    trusted = TrustedKeys.from_files([keys / PUBLIC_KEY_NAME])
+    target = work / "usr-b.img"
+    target.unlink(missing_ok=True)
+    kernel_out = work / "vmlinuz-b"
+    result = apply_file_or_stream(out, None, target, kernel_out, trusted, progress=progress)
+    same = usr.read_bytes() == target.read_bytes()
+    print(
+        f"4. applied            to {target}: signature v{result.signature.version} by "
+        f"{result.signature.key_source}; image {'identical' if same else 'DIFFERENT'} to source"
+    )
+    print(
+        f"   kernel             {kernel_out} ({result.kernel.size if result.kernel else 0:,} "
+        "bytes, verified)"
+    )
+    print("Next: 'railcar payload --help' lists generate, digest, sign, inspect, verify, apply.")
+    if not same:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
