@@ -29,6 +29,8 @@ from railcar.payload.manifest import (
     Signature,
     Signatures,
     decode_header,
+    signature_versions,
+    signatures_blob,
 )
 
 _PIECE = 1 << 20
@@ -106,10 +108,7 @@ class PayloadReader:
         if self.layout.signed:
             signed_digest = self._hash.copy().digest()
             blob = self._read_exact(self.layout.signatures_size, "the signature blob")
-            try:
-                signatures = Signatures.decode(blob).signatures
-            except ManifestDecodeError as exc:
-                raise ManifestDecodeError(f"signature blob: {exc}") from exc
+            signatures = _decode_signatures(blob)
         extra = self._source.read(1)
         if extra:
             raise TrailingDataError(
@@ -117,6 +116,27 @@ class PayloadReader:
                 f"{'signature blob' if self.layout.signed else 'last blob'} ends"
             )
         return PayloadDigests(signed_digest, self._hash.digest(), self._position, signatures)
+
+
+def _decode_signatures(blob: bytes) -> tuple[Signature, ...]:
+    """Parse the Signatures blob and insist on its canonical form.
+
+    The blob is the one part of the file no signature covers; requiring exactly the encoding and
+    version numbering update_engine's signer produces (``signature_versions``) leaves no byte of
+    a payload that can change without failing verification.
+    """
+    try:
+        parsed = Signatures.decode(blob)
+    except ManifestDecodeError as exc:
+        raise ManifestDecodeError(f"signature blob: {exc}") from exc
+    raws = [s.data or b"" for s in parsed.signatures]
+    if not raws or signatures_blob(raws) != blob:
+        versions = [s.version for s in parsed.signatures]
+        raise ManifestDecodeError(
+            f"signature blob is not in canonical form (versions {versions}; expected "
+            f"{signature_versions(len(raws))}, each with data, nothing else)"
+        )
+    return parsed.signatures
 
 
 def check_blob(planned: PlannedOp, blob: bytes) -> None:
