@@ -1,0 +1,5 @@
+"""``python -m railcar`` is the ``railcar`` command."""
+
+from railcar.cli import main
+
+main()
