@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +36,8 @@ from railcar.payload.manifest import (
 from railcar.payload.reader import ByteSource, copy_exact
 from railcar.payload.signing import PayloadSigner
 from railcar.progress import NO_PROGRESS, Progress
+
+_PIECE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,7 @@ def write_payload(
             f.write(head)
             h.update(head)
             progress.start(f"writing {out.name}", blobs_length)
-            for chunk in copy_exact(blobs, blobs_length):
-                f.write(chunk)
-                h.update(chunk)
-                progress.advance(len(chunk))
+            _copy_and_hash(blobs, blobs_length, f, h, progress)
             progress.finish()
             digest = None
             if signers:
@@ -128,6 +128,47 @@ def write_payload(
         tmp.unlink(missing_ok=True)
         raise
     return WrittenPayload(out, size, h.digest(), digest, tuple(s.description for s in signers))
+
+
+def _copy_and_hash(
+    blobs: ByteSource, length: int, out: BinaryIO, h: hashlib._Hash, progress: Progress
+) -> None:
+    """Append ``length`` bytes of ``blobs`` to ``out`` and feed them to ``h``.
+
+    From a real file, the kernel copies (``copy_file_range``) on one thread while this one hashes
+    the same bytes from the page cache; otherwise, plain read/write.
+    """
+    try:
+        src, start = blobs.fileno(), blobs.tell()  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        for chunk in copy_exact(blobs, length):
+            out.write(chunk)
+            h.update(chunk)
+            progress.advance(len(chunk))
+        return
+    out.flush()
+    dst_start = out.tell()
+
+    def kernel_copy() -> None:
+        done = 0
+        while done < length:
+            n = os.copy_file_range(src, out.fileno(), length - done, start + done, dst_start + done)
+            if n == 0:
+                raise PayloadError(f"blob source ended {length - done} bytes early")
+            done += n
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        copying = pool.submit(kernel_copy)
+        offset = 0
+        while offset < length:
+            piece = os.pread(src, min(_PIECE, length - offset), start + offset)
+            if not piece:
+                raise PayloadError(f"blob source ended {length - offset} bytes early")
+            h.update(piece)
+            offset += len(piece)
+            progress.advance(len(piece))
+        copying.result()
+    out.seek(dst_start + length)
 
 
 def _check_signatures(
