@@ -78,6 +78,7 @@ def kernel_file(work: Path) -> Path:
 
 def timed(cmd: list[str], stdout: Path | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command, measured by /usr/bin/time."""
+    os.sync()  # no writeback left over from the previous command competes with this one
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"railcar-bench-time-{os.getpid()}"
     full = ["/usr/bin/time", "-o", str(report), "-f", "%e %M", *cmd]
     if stdout is None:
@@ -124,54 +125,59 @@ def main() -> None:
     def record(name: str, sample: tuple[float, int]) -> None:
         samples.setdefault(name, []).append(sample)
 
+    generate_cmds = {
+        "generate/railcar": (
+            [
+                *RAILCAR,
+                "payload",
+                "generate",
+                "--usr",
+                str(image),
+                "--kernel",
+                str(kernel),
+                "--key",
+                str(keys / "payload-key.pem"),
+                "--out",
+                str(payload),
+            ],
+            None,
+        ),
+        "generate/pbzip2": (["pbzip2", "-p2", "-9", "-c", str(image)], pbz),
+        "generate/lbzip2": (["lbzip2", "-n2", "-9", "-c", str(image)], lbz),
+    }
+    apply_cmds = {
+        "apply/railcar": (
+            [
+                *RAILCAR,
+                "payload",
+                "apply",
+                str(payload),
+                "--key",
+                str(keys / "payload-key.pub.pem"),
+                "--target",
+                str(target),
+                "--kernel-out",
+                str(kernel_out),
+            ],
+            None,
+        ),
+        "apply/pbzip2": (["pbzip2", "-d", "-p2", "-c", str(pbz)], sink),
+        "apply/pbzip2-payload-streams": (["pbzip2", "-d", "-p2", "-c", str(streams)], sink),
+        "apply/lbzip2": (["lbzip2", "-d", "-n2", "-c", str(lbz)], sink),
+    }
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
-        record(
-            "generate/railcar",
-            timed(
-                [
-                    *RAILCAR,
-                    "payload",
-                    "generate",
-                    "--usr",
-                    str(image),
-                    "--kernel",
-                    str(kernel),
-                    "--key",
-                    str(keys / "payload-key.pem"),
-                    "--out",
-                    str(payload),
-                ]
-            ),
-        )
-        record("generate/pbzip2", timed(["pbzip2", "-p2", "-9", "-c", str(image)], pbz))
-        record("generate/lbzip2", timed(["lbzip2", "-n2", "-9", "-c", str(image)], lbz))
-        if run == 0:
-            bzip2_streams(payload, streams)
-        target.unlink(missing_ok=True)
-        record(
-            "apply/railcar",
-            timed(
-                [
-                    *RAILCAR,
-                    "payload",
-                    "apply",
-                    str(payload),
-                    "--key",
-                    str(keys / "payload-key.pub.pem"),
-                    "--target",
-                    str(target),
-                    "--kernel-out",
-                    str(kernel_out),
-                ]
-            ),
-        )
-        record("apply/pbzip2", timed(["pbzip2", "-d", "-p2", "-c", str(pbz)], sink))
-        record(
-            "apply/pbzip2-payload-streams", timed(["pbzip2", "-d", "-p2", "-c", str(streams)], sink)
-        )
-        record("apply/lbzip2", timed(["lbzip2", "-d", "-n2", "-c", str(lbz)], sink))
-        sink.unlink(missing_ok=True)
+        # Rotate the order each run so no tool always goes first or last.
+        for phase in (generate_cmds, apply_cmds):
+            names = list(phase)
+            for name in names[run % len(names) :] + names[: run % len(names)]:
+                cmd, stdout = phase[name]
+                if name == "apply/railcar":
+                    target.unlink(missing_ok=True)
+                record(name, timed(cmd, stdout))
+                sink.unlink(missing_ok=True)
+            if run == 0 and phase is generate_cmds:
+                bzip2_streams(payload, streams)
 
     if target.read_bytes() != image.read_bytes():
         raise SystemExit("apply did not reproduce the image")

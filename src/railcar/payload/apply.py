@@ -47,7 +47,7 @@ from railcar.progress import NO_PROGRESS, Progress
 
 # Bytes of blobs plus decompressed output allowed in flight across worker threads.
 IN_FLIGHT_BUDGET = 48 << 20
-_READ_PIECE = 1 << 20
+_READ_PIECE = 4 << 20
 
 
 class TargetFile:
@@ -96,23 +96,21 @@ class TargetFile:
             raise TargetError(f"writing {self.what} {self.path}: {exc.strerror}") from exc
 
     def verify(self, info: InstallInfo) -> None:
-        """fsync, trim a regular file to size, and compare SHA-256 over ``info.size`` bytes."""
+        """Trim a regular file to size, flush to stable storage, and compare SHA-256 over
+        ``info.size`` bytes. The flush runs on a second thread while this one hashes: both
+        must finish, and neither needs the other's result.
+        """
         assert info.size is not None
         if not self.is_block_device and (self._atomic or self.what == "kernel"):
             os.ftruncate(self._fd, info.size)
-        os.fsync(self._fd)
-        h = hashlib.sha256()
-        offset = 0
-        while offset < info.size:
-            piece = os.pread(self._fd, min(_READ_PIECE, info.size - offset), offset)
-            if not piece:
-                break
-            h.update(piece)
-            offset += len(piece)
-        if offset != info.size or h.digest() != info.hash:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            flushed = pool.submit(os.fsync, self._fd)
+            digest, read = _hash_fd(self._fd, info.size)
+            flushed.result()
+        if read != info.size or digest != info.hash:
             raise TargetVerificationError(
                 f"{self.what} {self.path} does not match the payload: SHA-256 over "
-                f"{info.size} bytes differs (read {offset} bytes)"
+                f"{info.size} bytes differs (read {read} bytes)"
             )
 
     def commit(self) -> None:
@@ -124,6 +122,21 @@ class TargetFile:
         os.close(self._fd)
         if self._atomic:
             self._write_path.unlink(missing_ok=True)
+
+
+def _hash_fd(fd: int, size: int) -> tuple[bytes, int]:
+    """SHA-256 of the first ``size`` bytes of ``fd`` and how many could be read."""
+    h = hashlib.sha256()
+    buf = bytearray(_READ_PIECE)
+    view = memoryview(buf)
+    offset = 0
+    while offset < size:
+        n = os.preadv(fd, [view[: min(_READ_PIECE, size - offset)]], offset)
+        if n == 0:
+            break
+        h.update(view[:n])
+        offset += n
+    return h.digest(), offset
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,31 @@ class PayloadReader:
             yield planned, blob
 
     def skip_blobs(self, *, check: bool = True) -> None:
-        """Read every blob without keeping it."""
-        for _ in self.blobs(check=check):
-            pass
+        """Read every blob without keeping it; without ``check``, only the running hash."""
+        if check:
+            for _ in self.blobs():
+                pass
+            return
+        remaining = self.layout.blobs_length
+        buf = bytearray(_PIECE * 4)
+        view = memoryview(buf)
+        readinto = getattr(self._source, "readinto", None)
+        while remaining:
+            want = min(len(buf), remaining)
+            if readinto is not None:
+                n = readinto(view[:want])
+                piece = view[:n]
+            else:
+                piece = memoryview(self._source.read(want))
+                n = len(piece)
+            if not n:
+                raise TruncatedPayloadError(
+                    f"payload ends at byte {self._position} inside the data; "
+                    f"{remaining} more bytes were expected"
+                )
+            self._hash.update(piece)
+            self._position += n
+            remaining -= n
 
     def finish(self) -> PayloadDigests:
         """Read the signature blob (if any), check nothing follows, return the digests."""
