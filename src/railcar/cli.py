@@ -8,6 +8,7 @@ from railcar import __version__
 from railcar.clitools import RailcarGroup
 from railcar.payload.cli import payload
 from railcar.release.cli import key
+from railcar.server.cli import server
 
 
 @click.group(cls=RailcarGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 
 cli.add_command(payload)
 cli.add_command(key)
+cli.add_command(server)
 
 
 def main() -> None:

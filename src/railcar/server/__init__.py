@@ -1,0 +1,1 @@
+"""The update server: Omaha endpoint with Nebraska's rollout semantics, admin API, dashboard."""

@@ -1,0 +1,229 @@
+"""``railcar server``: create the database, run the server, manage tokens and retention."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from railcar.clitools import RailcarGroup, emit_json, json_option
+from railcar.server.vocab import Role
+
+if TYPE_CHECKING:  # the database stack loads only when a server command runs
+    from railcar.server.admin import PurgeResult
+    from railcar.server.db import Database
+
+DEFAULT_RETENTION_DAYS = 180  # what Flatcar's public service keeps (privacy policy)
+
+
+def _db_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option(
+        "--db",
+        "db_url",
+        envvar="RAILCAR_DB",
+        metavar="URL",
+        help="postgresql://… to run on PostgreSQL [env RAILCAR_DB].",
+    )(f)
+    f = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        envvar="RAILCAR_DATA_DIR",
+        help="Directory for the SQLite database and hosted files.",
+    )(f)
+    return f
+
+
+def _open(data_dir: Path | None, db_url: str | None) -> Database:
+    from railcar.server.db import database_url, open_database
+
+    return open_database(database_url(data_dir, db_url))
+
+
+def _admin() -> Any:
+    from railcar.server import admin
+
+    return admin
+
+
+def _ago(days: int) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+@click.group(cls=RailcarGroup)
+def server() -> None:
+    """Run and administer the update server."""
+
+
+@server.command("init")
+@_db_options
+@json_option
+def init(data_dir: Path | None, db_url: str | None, json_output: bool) -> None:
+    """Create or upgrade the database and print a new admin token (shown once)."""
+    db = _open(data_dir, db_url)
+    try:
+        db.create_schema()
+        with db.write() as s:
+            _admin().ensure_flatcar_application(s)
+            token = _admin().create_token(s, "initial admin", Role.ADMIN)
+    finally:
+        db.dispose()
+    if json_output:
+        emit_json({"admin_token": token})
+    else:
+        click.echo("database ready")
+        click.echo(f"admin token (shown once, keep it): {token}")
+
+
+@server.command("token")
+@_db_options
+@click.option("--name", required=True, help="Who or what the token is for.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=Role.READ_ONLY.value,
+    show_default=True,
+)
+@json_option
+def token(
+    data_dir: Path | None, db_url: str | None, name: str, role: str, json_output: bool
+) -> None:
+    """Create an API token (only its hash is stored)."""
+    db = _open(data_dir, db_url)
+    try:
+        with db.write() as s:
+            value = _admin().create_token(s, name, Role(role))
+    finally:
+        db.dispose()
+    if json_output:
+        emit_json({"token": value, "role": role, "name": name})
+    else:
+        click.echo(value)
+
+
+@server.command("purge")
+@_db_options
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    default=DEFAULT_RETENTION_DAYS,
+    show_default=True,
+    help="Keep this many days.",
+)
+@json_option
+def purge(data_dir: Path | None, db_url: str | None, days: int, json_output: bool) -> None:
+    """Forget instances not seen and history older than DAYS, now."""
+    db = _open(data_dir, db_url)
+    try:
+        with db.write() as s:
+            result = _admin().purge(s, older_than=_ago(days))
+    finally:
+        db.dispose()
+    data = {
+        "instances": result.instances,
+        "history": result.history,
+        "events": result.events,
+        "activity": result.activity,
+    }
+    if json_output:
+        emit_json(data)
+    else:
+        click.echo(", ".join(f"{v} {k}" for k, v in data.items()) + " purged")
+
+
+class RetentionJob:
+    """Purges on a schedule in a daemon thread while the server runs."""
+
+    def __init__(self, db: Database, days: int, every: timedelta) -> None:
+        self._db, self._days, self._every = db, days, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_once(self) -> PurgeResult:
+        with self._db.write() as s:
+            result: PurgeResult = _admin().purge(s, older_than=_ago(self._days))
+            return result
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self._every.total_seconds())
+
+
+@server.command("run")
+@_db_options
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--omaha-secret",
+    envvar="RAILCAR_OMAHA_SECRET",
+    metavar="SECRET",
+    help="Serve Omaha only at /v1/update/SECRET.",
+)
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="This server's URL as nodes reach it (for hosted package files).",
+)
+@click.option(
+    "--retention-days",
+    type=click.IntRange(1),
+    default=DEFAULT_RETENTION_DAYS,
+    show_default=True,
+    help="Purge instances and history older than this.",
+)
+@click.option(
+    "--workers-threads",
+    type=click.IntRange(1, 256),
+    default=40,
+    show_default=True,
+    help="Threads answering database work.",
+)
+def run(
+    data_dir: Path | None,
+    db_url: str | None,
+    listen: str,
+    omaha_secret: str | None,
+    public_url: str | None,
+    retention_days: int,
+    workers_threads: int,
+) -> None:
+    """Serve the Omaha endpoint, the admin API and /metrics until interrupted."""
+    import anyio.to_thread
+    import uvicorn
+
+    from railcar.server.api import ServerSettings, create_app
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.UsageError(f"--listen {listen!r}: expected HOST:PORT")
+    db = _open(data_dir, db_url)
+    if not db.has_schema():
+        raise click.UsageError("the database has no schema yet: run 'railcar server init' first")
+    db.create_schema()  # apply pending migrations
+    base = public_url or f"http://{listen}"
+    app = create_app(db, ServerSettings(omaha_secret=omaha_secret, hosted_base_url=base))
+    retention = RetentionJob(db, retention_days, timedelta(hours=6))
+    retention.start()
+
+    async def _threads() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = workers_threads
+
+    app.router.on_startup.append(_threads)
+    click.echo(
+        f"railcar server on http://{listen} (Omaha at /v1/update/"
+        f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs)",
+        err=True,
+    )
+    try:
+        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+    finally:
+        retention.stop()
+        db.dispose()

@@ -1,0 +1,120 @@
+"""Database access: engines for SQLite (the embedded default) and PostgreSQL, sessions, schema.
+
+Write transactions that decide grants must see a stable view of their group:
+
+* SQLite: write sessions open with ``BEGIN IMMEDIATE``, which takes the database's single write
+  lock at the start, so grant decisions are serialised (WAL keeps readers unblocked);
+* PostgreSQL: the grant path locks the group row (``SELECT … FOR UPDATE``) before reading the
+  group's stats, so concurrent requests — in one process or several — decide one at a time per
+  group while other groups proceed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+from railcar.errors import RailcarError
+from railcar.server.models import Base
+
+SQLITE_FILE = "railcar.db"
+
+
+class DatabaseError(RailcarError):
+    """The database cannot be opened or is not a Railcar database."""
+
+
+def database_url(data_dir: Path | None, url: str | None) -> str:
+    if url:
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+    if data_dir is None:
+        raise DatabaseError("give --data-dir DIR (SQLite) or --db postgresql://…")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / SQLITE_FILE}"
+
+
+@dataclass
+class Database:
+    engine: Engine
+    _writer: sessionmaker[Session]
+    _reader: sessionmaker[Session]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that may write; committed on success, rolled back on error."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    def create_schema(self) -> None:
+        from railcar.server.migrations import upgrade
+
+        upgrade(self.engine)
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table("application")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, pool_size: int = 10) -> Database:
+    if url.startswith("sqlite"):
+        return _open_sqlite(url)
+    try:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    except Exception as exc:
+        raise DatabaseError(
+            f"cannot open database {url.rsplit('@', maxsplit=1)[-1]}: {exc}"
+        ) from exc
+    maker = sessionmaker(engine, expire_on_commit=False)
+    return Database(engine, maker, maker)
+
+
+def _open_sqlite(url: str) -> Database:
+    def engine(immediate: bool) -> Engine:
+        eng = create_engine(url, connect_args={"isolation_level": None, "timeout": 30})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(eng, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return eng
+
+    writer_engine = engine(immediate=True)
+    reader_engine = engine(immediate=False)
+    return Database(
+        writer_engine,
+        sessionmaker(writer_engine, expire_on_commit=False),
+        sessionmaker(reader_engine, expire_on_commit=False),
+    )
+
+
+__all__ = ["Base", "Database", "DatabaseError", "database_url", "open_database"]

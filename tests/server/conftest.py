@@ -1,0 +1,125 @@
+"""A server database with Flatcar's application, a package on a channel, and a group."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from railcar.omaha.codec import encode_request, encode_response, parse_request, parse_response
+from railcar.omaha.model import FLATCAR_APP_ID, AppRequest, Event, OsInfo, Request, Response
+from railcar.server.admin import (
+    PackageSpec,
+    PolicySpec,
+    create_channel,
+    create_group,
+    create_package,
+    ensure_flatcar_application,
+)
+from railcar.server.db import Database, database_url, open_database
+from railcar.server.updates import OmahaHandler
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+def package_spec(version: str, size: int = 1000) -> PackageSpec:
+    data = version.encode() * 10
+    return PackageSpec(
+        version=version,
+        filename="railcar_production_update.gz",
+        size=size,
+        sha1_b64=base64.b64encode(hashlib.sha1(data).digest()).decode(),  # noqa: S324
+        sha256_b64=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        url=f"http://127.0.0.1:9/amd64-usr/{version}/",
+    )
+
+
+@dataclass
+class Fleet:
+    db: Database
+    clock: Clock
+    handler: OmahaHandler
+    group_id: str
+    channel_id: str
+
+    def set_policy(self, policy: PolicySpec) -> None:
+        from railcar.server.admin import apply_policy, get_application, get_group  # noqa: PLC0415
+
+        with self.db.write() as s:
+            group = get_group(s, get_application(s, FLATCAR_APP_ID), self.group_id)
+            apply_policy(group, policy)
+
+    def publish(self, version: str) -> None:
+        from railcar.server.admin import (  # noqa: PLC0415
+            get_application,
+            get_channel,
+            set_channel_package,
+        )
+
+        with self.db.write() as s:
+            app = get_application(s, FLATCAR_APP_ID)
+            package = create_package(s, app, package_spec(version))
+            set_channel_package(s, app, get_channel(s, app, self.channel_id), package.id)
+
+    def post(
+        self,
+        machine: str,
+        version: str,
+        *,
+        ping: bool = True,
+        updatecheck: bool = True,
+        events: tuple[Event, ...] = (),
+        track: str = "stable",
+        extra: dict[str, str] | None = None,
+    ) -> Response:
+        """One request as update_engine sends it, through the wire codec both ways."""
+        request = Request(
+            apps=(
+                AppRequest(
+                    appid="{" + FLATCAR_APP_ID + "}",
+                    version=version,
+                    track=track,
+                    bootid="{00000000-0000-0000-0000-000000000001}",
+                    machineid=machine,
+                    board="amd64-usr",
+                    ping=ping,
+                    updatecheck=updatecheck,
+                    events=events,
+                    extra=extra or {},
+                ),
+            ),
+            version="update_engine-0.4.10",
+            updaterversion="update_engine-0.4.10",
+            os=OsInfo(sp=f"{version}_x86_64"),
+        )
+        answer = self.handler.handle(parse_request(encode_request(request)), "127.0.0.1")
+        return parse_response(encode_response(answer))
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    db = open_database(database_url(tmp_path / "data", None))
+    db.create_schema()
+    clock = Clock()
+    with db.write() as s:
+        app = ensure_flatcar_application(s)
+        package = create_package(s, app, package_spec("2.0.0"))
+        channel = create_channel(s, app, "stable", "amd64", package.id)
+        group = create_group(s, app, "Stable", channel.id, track="stable")
+        ids = group.id, channel.id
+    yield Fleet(db, clock, OmahaHandler(db, clock=clock), *ids)
+    db.dispose()
