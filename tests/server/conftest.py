@@ -42,7 +42,7 @@ def package_spec(version: str, size: int = 1000) -> PackageSpec:
         version=version,
         filename="railcar_production_update.gz",
         size=size,
-        sha1_b64=base64.b64encode(hashlib.sha1(data).digest()).decode(),  # noqa: S324
+        sha1_b64=base64.b64encode(hashlib.sha1(data).digest()).decode(),
         sha256_b64=base64.b64encode(hashlib.sha256(data).digest()).decode(),
         url=f"http://127.0.0.1:9/amd64-usr/{version}/",
     )
@@ -57,14 +57,14 @@ class Fleet:
     channel_id: str
 
     def set_policy(self, policy: PolicySpec) -> None:
-        from railcar.server.admin import apply_policy, get_application, get_group  # noqa: PLC0415
+        from railcar.server.admin import apply_policy, get_application, get_group
 
         with self.db.write() as s:
             group = get_group(s, get_application(s, FLATCAR_APP_ID), self.group_id)
             apply_policy(group, policy)
 
     def publish(self, version: str) -> None:
-        from railcar.server.admin import (  # noqa: PLC0415
+        from railcar.server.admin import (
             get_application,
             get_channel,
             set_channel_package,
