@@ -23,6 +23,7 @@ from railcar.server.admin import (
 )
 from railcar.server.db import Database, database_url, open_database
 from railcar.server.updates import OmahaHandler
+from tests.postgres import PostgresServer, postgres_server
 
 
 @dataclass
@@ -110,9 +111,24 @@ class Fleet:
         return parse_response(encode_response(answer))
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every server test runs on both databases."""
+    if request.param == "sqlite":
+        return database_url(tmp_path / "data", None)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return database_url(None, server.new_database())
+
+
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    db = open_database(database_url(tmp_path / "data", None))
+def fleet(db_url: str) -> Iterator[Fleet]:
+    db = open_database(db_url)
     db.create_schema()
     clock = Clock()
     with db.write() as s:

@@ -50,8 +50,8 @@ class Api:
         return {"Authorization": f"Bearer {token}"}
 
 
-def make_api(tmp_path: Path, settings: ServerSettings | None = None) -> Iterator[Api]:
-    db = open_database(database_url(tmp_path / "data", None))
+def make_api(url: str, settings: ServerSettings | None = None) -> Iterator[Api]:
+    db = open_database(url)
     db.create_schema()
     with db.write() as s:
         admin.ensure_flatcar_application(s)
@@ -63,8 +63,8 @@ def make_api(tmp_path: Path, settings: ServerSettings | None = None) -> Iterator
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    yield from make_api(tmp_path)
+def api(db_url: str) -> Iterator[Api]:
+    yield from make_api(db_url)
 
 
 def publish(api: Api, version: str = "2.0.0") -> dict[str, str]:
@@ -230,7 +230,8 @@ def test_bad_group_policy_is_refused(api: Api) -> None:
 
 
 def test_omaha_secret_path(tmp_path: Path) -> None:
-    for api in make_api(tmp_path, ServerSettings(omaha_secret="s3cret", clock=Clock())):
+    url = database_url(tmp_path / "data", None)
+    for api in make_api(url, ServerSettings(omaha_secret="s3cret", clock=Clock())):
         publish(api)
         assert api.client.post("/v1/update/", content=omaha_body()).status_code in (404, 405)
         assert api.client.post("/v1/update/s3cret", content=omaha_body()).status_code == 200

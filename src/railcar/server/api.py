@@ -106,11 +106,23 @@ def _admin_role(role: Annotated[Role, Depends(_role)]) -> Role:
     return role
 
 
+async def _refuse_nul(request: Request) -> None:
+    """NUL characters fit no database text column (PostgreSQL refuses them): reject up front."""
+    body = await request.body()
+    if (
+        "\x00" in request.url.path
+        or "%00" in str(request.url)
+        or b"\\u0000" in body
+        or b"\x00" in body
+    ):
+        raise HTTPException(400, "NUL characters are not allowed in paths, queries or bodies")
+
+
 Reader = Annotated[Session, Depends(_read_session)]
 Writer = Annotated[Session, Depends(_write_session)]
 CAN_READ = Depends(_role)
 CAN_WRITE = Depends(_admin_role)
-router = APIRouter(prefix="/api", responses=_ERRORS)
+router = APIRouter(prefix="/api", responses=_ERRORS, dependencies=[Depends(_refuse_nul)])
 
 
 def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
@@ -349,12 +361,12 @@ def list_instances(
     app_id: str,
     s: Reader,
     group_id: Annotated[str | None, Query(alias="group")] = None,
-    search: str = "",
-    status: int | None = None,
+    search: Annotated[str, Query(max_length=255)] = "",
+    status: Annotated[int | None, Query(ge=1, le=8)] = None,
     version: str | None = None,
     include_hidden: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> InstanceList:
     a = admin.get_application(s, app_id)
     total, rows = admin.list_instances(
@@ -398,9 +410,9 @@ def activity(
     s: Reader,
     app_id: Annotated[str | None, Query(alias="app")] = None,
     group_id: Annotated[str | None, Query(alias="group")] = None,
-    severity: int | None = None,
+    severity: Annotated[int | None, Query(ge=1, le=4)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> list[ActivityOut]:
     stmt = select(Activity)
     if app_id:

@@ -17,6 +17,9 @@ from railcar.server.models import (
     Package,
 )
 
+INT32_MAX = 2**31 - 1  # the database's integer columns
+INT64_MAX = 2**63 - 1  # its bigint columns
+
 
 class ApplicationIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
@@ -38,7 +41,7 @@ class ApplicationOut(BaseModel):
 
 class ExtraFileIn(BaseModel):
     name: str = Field(min_length=1, max_length=255)
-    size: int = Field(gt=0)
+    size: int = Field(gt=0, le=INT64_MAX)
     hash256: str = Field(description="SHA-256, hex")
     hash: str = Field(default="", description="SHA-1, base64")
 
@@ -48,7 +51,7 @@ class PackageIn(BaseModel):
     arch: str = "amd64"
     url: str = Field(default="", description="Base URL (a directory) the file is served from")
     filename: str
-    size: int = Field(gt=0)
+    size: int = Field(gt=0, le=INT64_MAX)
     hash: str = Field(description="SHA-1 of the file, base64")
     sha256: str = Field(description="SHA-256 of the file, base64 (the postinstall action)")
     description: str = ""
@@ -134,9 +137,9 @@ class Policy(BaseModel):
     safe_mode: bool = False
     office_hours: bool = False
     timezone: str = "UTC"
-    period_interval_s: int = Field(default=60, gt=0)
-    max_updates_per_period: int = Field(default=999_999, gt=0)
-    update_timeout_s: int = Field(default=3600, gt=0)
+    period_interval_s: int = Field(default=60, gt=0, le=INT32_MAX)
+    max_updates_per_period: int = Field(default=999_999, gt=0, le=INT32_MAX)
+    update_timeout_s: int = Field(default=3600, gt=0, le=INT32_MAX)
 
 
 class GroupIn(BaseModel):

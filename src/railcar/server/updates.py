@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import (
@@ -110,6 +111,16 @@ def manifest_for(package: Package, hosted_base_url: str | None) -> UpdateCheck:
     )
 
 
+_ATTEMPTS = 3
+
+
+def _retryable(exc: IntegrityError | OperationalError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    text = str(exc.orig).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
+
+
 class OmahaHandler:
     """Answers Omaha requests from the database; one write transaction per request."""
 
@@ -125,6 +136,17 @@ class OmahaHandler:
         self._hosted_base_url = hosted_base_url
 
     def handle(self, request: Request, client_ip: str) -> Response:
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._handle_once(request, client_ip)
+            except (IntegrityError, OperationalError) as exc:
+                # Two requests of one machine racing to create its rows, or a deadlock the
+                # database broke: the transaction rolled back whole, so running it again is safe.
+                if attempt == _ATTEMPTS - 1 or not _retryable(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _handle_once(self, request: Request, client_ip: str) -> Response:
         now = self._clock()
         apps: list[AppResponse] = []
         with self._db.write() as session:
@@ -443,7 +465,11 @@ class _AppTransaction:
             # Serialise grant decisions per group: the stats read below must not race another
             # grant in this group (SQLite already holds its write lock: BEGIN IMMEDIATE).
             if not self.handler_db_is_sqlite():
-                self.s.execute(select(Group.id).where(Group.id == group.id).with_for_update())
+                # NO KEY UPDATE: exclusive among grants, but compatible with the KEY SHARE locks
+                # that inserting instance rows (foreign key to the group) takes.
+                self.s.execute(
+                    select(Group.id).where(Group.id == group.id).with_for_update(key_share=True)
+                )
                 self.s.refresh(group)
                 policy = policy_of(group)
             if needs_stats(policy):
