@@ -9,6 +9,7 @@ from railcar.clitools import RailcarGroup
 from railcar.payload.cli import payload
 from railcar.release.cli import key
 from railcar.server.cli import server
+from railcar.server.client import admin
 
 
 @click.group(cls=RailcarGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def cli() -> None:
 cli.add_command(payload)
 cli.add_command(key)
 cli.add_command(server)
+cli.add_command(admin)
 
 
 def main() -> None:

@@ -1,14 +1,15 @@
-"""The demo behind ``scripts/demo``: a signed payload made, checked and applied end to end.
+"""The demo behind ``scripts/demo``: a signed payload made, checked, applied, and served.
 
-Until the image builder and update server exist, the demo stands in for a release: it stages a
-small /usr tree, packs it as erofs, takes the host's kernel (or a stand-in), and then does what
-a release and a node do with a payload.
+Until the image builder exists, the demo stands in for a release: it stages a small /usr tree,
+packs it as erofs, takes the host's kernel (or a stand-in), does what a release and a node do
+with a payload, then hosts it on a Railcar update server on 127.0.0.1 and runs the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ from railcar.release.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_key
 from railcar.runner import run
 
 USR_PARTITION_BYTES = 64 << 20
+DEMO_VERSION = "0.1.0"
 
 
 def _stage_usr(tree: Path) -> None:
@@ -56,6 +58,10 @@ def _kernel(work: Path) -> tuple[Path, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path(".railcar/demo"))
+    parser.add_argument("--listen", default="127.0.0.1:8080")
+    parser.add_argument(
+        "--no-serve", action="store_true", help="Set the server up but do not run it (for tests)."
+    )
     args = parser.parse_args()
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -99,9 +105,59 @@ def main() -> None:
         f"   kernel             {kernel_out} ({result.kernel.size if result.kernel else 0:,} "
         "bytes, verified)"
     )
-    print("Next: 'railcar payload --help' lists generate, digest, sign, inspect, verify, apply.")
     if not same:
         raise SystemExit(1)
+    serve(work, out, args.listen, serve_forever=not args.no_serve)
+
+
+def serve(work: Path, payload: Path, listen: str, *, serve_forever: bool) -> None:
+    """Step 5: host the payload on a Railcar update server and run it on loopback."""
+    from click.testing import CliRunner
+
+    from railcar.cli import cli
+
+    data = work / "server"
+    runner = CliRunner()
+    token_file = data / "admin-token"
+    if not token_file.exists():
+        init = runner.invoke(cli, ["server", "init", "--data-dir", str(data), "--json"])
+        if init.exit_code != 0:
+            raise SystemExit(init.output)
+        token_file.write_text(json.loads(init.output)["admin_token"] + "\n")
+        token_file.chmod(0o600)
+    listing = runner.invoke(
+        cli,
+        [
+            "server",
+            "publish",
+            "--data-dir",
+            str(data),
+            "--file",
+            str(payload),
+            "--version",
+            DEMO_VERSION,
+            "--json",
+        ],
+    )
+    if listing.exit_code != 0 and "exists" not in listing.output:
+        raise SystemExit(listing.output)
+    print(f"5. update server      data in {data}; payload {DEMO_VERSION} published on 'stable'")
+    print(
+        f"   admin token        {token_file} (use: RAILCAR_TOKEN=$(cat {token_file}) "
+        f"railcar admin --server http://{listen} groups)"
+    )
+    print(
+        f"   Omaha endpoint     http://{listen}/v1/update/   (update.conf: "
+        f"SERVER=http://{listen}/v1/update/ GROUP=stable)"
+    )
+    print(f"   admin API          http://{listen}/api/  (OpenAPI at http://{listen}/docs)")
+    if not serve_forever:
+        return
+    print("   serving until interrupted (Ctrl-C)…", flush=True)
+    result = runner.invoke(
+        cli, ["server", "run", "--data-dir", str(data), "--listen", listen], catch_exceptions=False
+    )
+    raise SystemExit(result.exit_code)
 
 
 if __name__ == "__main__":

@@ -238,11 +238,28 @@ def test_omaha_secret_path(tmp_path: Path) -> None:
 
 
 def test_hostile_omaha_bodies_get_400(api: Api) -> None:
-    for body in (
-        b"<request",
-        b"x" * (65 * 1024),
-        b'<!DOCTYPE r [<!ENTITY a "b">]><request protocol="3.0"/>',
-    ):
+    from tests.omaha.test_hostile_bodies import CASES
+
+    for name, (body, _) in CASES.items():
         r = api.client.post("/v1/update/", content=body)
-        assert r.status_code == 400, body[:20]
-    assert "railcar_omaha_rejected_requests_total 3.0" in api.client.get("/metrics").text
+        assert r.status_code == 400, name
+    rejected = f"railcar_omaha_rejected_requests_total {float(len(CASES))}"
+    assert rejected in api.client.get("/metrics").text
+
+
+def test_exact_response_to_an_update_engine_check(api: Api) -> None:
+    publish(api)
+    r = api.client.post("/v1/update/", content=omaha_body())
+    spec = package_spec("2.0.0")
+    assert r.text == (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<response protocol="3.0" server="railcar">'
+        '<daystart elapsed_seconds="0" /><app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" '
+        'status="ok"><ping status="ok" /><updatecheck status="ok"><urls>'
+        f'<url codebase="{spec.url}" /></urls><manifest version="2.0.0"><packages>'
+        f'<package name="railcar_production_update.gz" hash="{spec.sha1_b64}" '
+        f'size="{spec.size}" required="true" />'
+        '<package name="oem-qemu.gz" hash="" hash_sha256="' + "ab" * 32 + '" size="10" '
+        'required="false" /></packages><actions><action event="postinstall" '
+        f'sha256="{spec.sha256_b64}" DisablePayloadBackoff="true" /></actions></manifest>'
+        "</updatecheck></app></response>"
+    )

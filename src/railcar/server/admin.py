@@ -191,7 +191,7 @@ def create_package(s: Session, app: Application, spec: PackageSpec) -> Package:
         sha1_b64=spec.sha1_b64,
         sha256_b64=spec.sha256_b64,
         description=spec.description,
-        hosted=spec.hosted,
+        hosted=False,  # set once its file is stored here
         created_ts=utcnow(),
     )
     for position, extra in enumerate(spec.extra_files):
@@ -475,6 +475,12 @@ def purge(s: Session, *, older_than: datetime) -> PurgeResult:
     """Forget instances not seen since ``older_than`` and history/events/activity older than it."""
     from railcar.server.models import EventRecord
 
+    # Old rows first, so the counts are of what retention removed, not of cascades.
+    history = s.execute(
+        delete(InstanceStatusHistory).where(InstanceStatusHistory.created_ts < older_than)
+    )
+    events = s.execute(delete(EventRecord).where(EventRecord.created_ts < older_than))
+    activity = s.execute(delete(Activity).where(Activity.created_ts < older_than))
     stale = (
         select(InstanceApplication.instance_id)
         .group_by(InstanceApplication.instance_id)
@@ -489,11 +495,6 @@ def purge(s: Session, *, older_than: datetime) -> PurgeResult:
         .where(or_(Instance.id.in_(stale), Instance.id.in_(never_checked)))
         .execution_options(synchronize_session=False)
     )
-    history = s.execute(
-        delete(InstanceStatusHistory).where(InstanceStatusHistory.created_ts < older_than)
-    )
-    events = s.execute(delete(EventRecord).where(EventRecord.created_ts < older_than))
-    activity = s.execute(delete(Activity).where(Activity.created_ts < older_than))
     return PurgeResult(_rows(gone), _rows(history), _rows(events), _rows(activity))
 
 

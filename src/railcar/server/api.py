@@ -12,11 +12,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,8 +28,16 @@ from railcar.omaha.errors import DocumentTooLargeError, OmahaError
 from railcar.omaha.model import MAX_DOCUMENT_BYTES
 from railcar.server import admin
 from railcar.server.db import Database
+from railcar.server.hosting import (
+    HostingUnavailableError,
+    PackageStore,
+    RangeNotSatisfiableError,
+    etag,
+    parse_range,
+    read_range,
+)
 from railcar.server.metrics import ServerMetrics
-from railcar.server.models import Activity, Group, Instance, InstanceApplication, utcnow
+from railcar.server.models import Activity, Group, Instance, InstanceApplication, Package, utcnow
 from railcar.server.policy import GroupPolicy
 from railcar.server.schemas import (
     ActivityOut,
@@ -59,6 +68,7 @@ from railcar.server.vocab import InstanceStatus, Role
 class ServerSettings:
     omaha_secret: str | None = None  # serve Omaha only under /v1/update/<secret>
     hosted_base_url: str | None = None
+    package_dir: Path | None = None  # where hosted package files live
     clock: Callable[[], datetime] = utcnow
 
 
@@ -107,15 +117,16 @@ def _admin_role(role: Annotated[Role, Depends(_role)]) -> Role:
 
 
 async def _refuse_nul(request: Request) -> None:
-    """NUL characters fit no database text column (PostgreSQL refuses them): reject up front."""
-    body = await request.body()
-    if (
-        "\x00" in request.url.path
-        or "%00" in str(request.url)
-        or b"\\u0000" in body
-        or b"\x00" in body
-    ):
-        raise HTTPException(400, "NUL characters are not allowed in paths, queries or bodies")
+    """NUL characters fit no database text column (PostgreSQL refuses them): reject up front.
+
+    Only JSON bodies are inspected; file uploads stream through untouched.
+    """
+    if "\x00" in request.url.path or "%00" in str(request.url):
+        raise HTTPException(400, "NUL characters are not allowed in paths or queries")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.body()
+        if b"\\u0000" in body or b"\x00" in body:
+            raise HTTPException(400, "NUL characters are not allowed in request bodies")
 
 
 Reader = Annotated[Session, Depends(_read_session)]
@@ -166,6 +177,12 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
     else:
         app.add_api_route("/v1/update", omaha, methods=["POST"], include_in_schema=False)
         app.add_api_route("/v1/update/", omaha, methods=["POST"], include_in_schema=False)
+
+    @app.api_route(
+        "/packages/{package_id}/{filename}", methods=["GET", "HEAD"], include_in_schema=False
+    )
+    def download(package_id: str, filename: str, request: Request) -> Response:
+        return _serve_package(request, package_id, filename)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
@@ -236,11 +253,37 @@ def create_package(app_id: str, body: PackageIn, s: Writer) -> PackageOut:
         url=body.url,
         arch=body.arch,
         description=body.description,
+        hosted=body.hosted,
         extra_files=tuple(
             admin.ExtraFile(f.name, f.size, f.hash256, f.hash) for f in body.extra_files
         ),
     )
     return PackageOut.of(admin.create_package(s, admin.get_application(s, app_id), spec))
+
+
+@router.put(
+    "/apps/{app_id}/packages/{package_id}/file",
+    dependencies=[CAN_WRITE],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "required": True,
+        }
+    },
+)
+async def upload_package_file(app_id: str, package_id: str, request: Request) -> PackageOut:
+    """Store the package's file on this server; size and hashes must match the record."""
+    store = _store(request)
+    db: Database = request.app.state.db
+    with db.read() as s:
+        package = admin.get_package(s, admin.get_application(s, app_id), package_id)
+    await store.receive(package, request.stream())
+    with db.write() as s:
+        package = admin.get_package(s, admin.get_application(s, app_id), package_id)
+        package.hosted = True
+        return PackageOut.of(package)
 
 
 @router.get("/apps/{app_id}/packages/{package_id}", dependencies=[CAN_READ])
@@ -425,6 +468,48 @@ def activity(
         stmt.order_by(Activity.created_ts.desc(), Activity.id.desc()).limit(limit).offset(offset)
     )
     return [ActivityOut.of(a) for a in rows]
+
+
+def _store(request: Request) -> PackageStore:
+    directory = request.app.state.settings.package_dir
+    if directory is None:
+        raise HostingUnavailableError(
+            "this server hosts no package files (start it with --data-dir)"
+        )
+    return PackageStore(directory)
+
+
+def _serve_package(request: Request, package_id: str, filename: str) -> Response:
+    db: Database = request.app.state.db
+    with db.read() as s:
+        package = s.get(Package, package_id)
+        if package is None or not package.hosted or package.filename != filename:
+            raise HTTPException(404, "no such package file")
+    path = _store(request).path(package)
+    if not path.is_file():
+        raise HTTPException(404, "package file missing on this server")
+    size, tag = package.size, etag(package)
+    headers = {"ETag": tag, "Accept-Ranges": "bytes", "Cache-Control": "public, max-age=86400"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    try:
+        wanted = parse_range(
+            request.headers.get("range"), size, request.headers.get("if-range"), tag
+        )
+    except RangeNotSatisfiableError:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end, status = (0, size - 1, 200) if wanted is None else (*wanted, 206)
+    headers["Content-Length"] = str(end - start + 1)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(
+        read_range(path, start, end),
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
 
 
 def client_ip(request: Request) -> str:

@@ -133,6 +133,98 @@ def purge(data_dir: Path | None, db_url: str | None, days: int, json_output: boo
         click.echo(", ".join(f"{v} {k}" for k, v in data.items()) + " purged")
 
 
+@server.command("publish")
+@_db_options
+@click.option(
+    "--file",
+    "payload",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The payload (…_update.gz) to host on this server.",
+)
+@click.option("--version", required=True, help="The OS version the payload installs.")
+@click.option("--channel", "channel_name", default="stable", show_default=True)
+@click.option("--group-track", default=None, help="Create this group on the channel if missing.")
+@click.option("--arch", default="amd64", show_default=True)
+@click.option("--app", "app_ref", default=None, help="Application id [Flatcar's].")
+@json_option
+def publish(
+    data_dir: Path | None,
+    db_url: str | None,
+    payload: Path,
+    version: str,
+    channel_name: str,
+    group_track: str | None,
+    arch: str,
+    app_ref: str | None,
+    json_output: bool,
+) -> None:
+    """Host a payload file here and make it the channel's package (creating the channel)."""
+    from sqlalchemy import select
+
+    from railcar.omaha.model import FLATCAR_APP_ID
+    from railcar.server.hosting import PackageStore, file_digests
+    from railcar.server.models import Channel, Group
+
+    if data_dir is None:
+        raise click.UsageError("publishing hosts the file: give --data-dir")
+    adm = _admin()
+    size, sha1, sha256 = file_digests(payload)
+    db = _open(data_dir, db_url)
+    try:
+        with db.write() as s:
+            app = adm.get_application(s, app_ref or FLATCAR_APP_ID)
+            package = adm.create_package(
+                s,
+                app,
+                adm.PackageSpec(
+                    version=version,
+                    filename=payload.name,
+                    size=size,
+                    sha1_b64=sha1,
+                    sha256_b64=sha256,
+                    arch=arch,
+                    hosted=True,
+                ),
+            )
+            PackageStore(data_dir / "packages").import_file(package, payload)
+            package.hosted = True
+            channel = s.scalars(
+                select(Channel).where(
+                    Channel.application_id == app.id,
+                    Channel.name == channel_name,
+                    Channel.arch == arch,
+                )
+            ).first()
+            if channel is None:
+                channel = adm.create_channel(s, app, channel_name, arch)
+            adm.set_channel_package(s, app, channel, package.id)
+            track = group_track or channel_name
+            group = s.scalars(
+                select(Group).where(Group.application_id == app.id, Group.track == track)
+            ).first()
+            if group is None:
+                group = adm.create_group(s, app, channel_name.capitalize(), channel.id, track)
+            result = {
+                "package_id": package.id,
+                "version": version,
+                "channel_id": channel.id,
+                "group_id": group.id,
+                "track": group.track,
+                "size": size,
+                "sha256_b64": sha256,
+            }
+    finally:
+        db.dispose()
+    if json_output:
+        emit_json(result)
+    else:
+        click.echo(
+            f"published {version} ({size:,} bytes) on channel {channel_name}, "
+            f"group track {result['track']}"
+        )
+
+
 class RetentionJob:
     """Purges on a schedule in a daemon thread while the server runs."""
 
@@ -209,7 +301,10 @@ def run(
         raise click.UsageError("the database has no schema yet: run 'railcar server init' first")
     db.create_schema()  # apply pending migrations
     base = public_url or f"http://{listen}"
-    app = create_app(db, ServerSettings(omaha_secret=omaha_secret, hosted_base_url=base))
+    package_dir = data_dir / "packages" if data_dir else None
+    app = create_app(
+        db, ServerSettings(omaha_secret=omaha_secret, hosted_base_url=base, package_dir=package_dir)
+    )
     retention = RetentionJob(db, retention_days, timedelta(hours=6))
     retention.start()
 

@@ -55,6 +55,7 @@ class PackageIn(BaseModel):
     hash: str = Field(description="SHA-1 of the file, base64")
     sha256: str = Field(description="SHA-256 of the file, base64 (the postinstall action)")
     description: str = ""
+    hosted: bool = Field(default=False, description="The file will be uploaded to this server")
     extra_files: list[ExtraFileIn] = []
 
 

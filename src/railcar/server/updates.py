@@ -428,6 +428,8 @@ class _AppTransaction:
         step = self._next_step(channel, current, target) or package
         if step.version in ia.rolled_back_from.split(","):
             return NO_UPDATE
+        if not step.url and not (step.hosted and self.handler.hosted_base_url):
+            return NO_UPDATE  # published before its file was uploaded: nothing to point at
         return self._grant(application, group, ia, step, package.version)
 
     def _package(self, app_id: str, version: str | None, arch: str) -> Package | None:

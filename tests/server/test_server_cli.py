@@ -1,0 +1,115 @@
+"""The server as an operator runs it: ``server init`` (admin token printed once), ``server
+publish`` (a real payload hosted), ``server run`` on loopback, a node's Omaha check, the
+``railcar admin`` client with --json, and ``server purge``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from railcar.omaha.model import FLATCAR_APP_ID
+from tests.server.test_admin_api import omaha_body
+from tests.server.test_two_servers_one_postgres import _port
+
+
+def railcar(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "railcar", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_operator_flow(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init = railcar("server", "init", "--data-dir", str(data), "--json")
+    assert init.returncode == 0, init.stderr
+    token = json.loads(init.stdout)["admin_token"]
+    payload = tmp_path / "railcar_production_update.gz"
+    payload.write_bytes(b"CrAU" + os.urandom(5000))
+    published = railcar(
+        "server",
+        "publish",
+        "--data-dir",
+        str(data),
+        "--file",
+        str(payload),
+        "--version",
+        "2.0.0",
+        "--json",
+    )
+    assert published.returncode == 0, published.stderr
+    group_id = json.loads(published.stdout)["group_id"]
+
+    port = _port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "railcar",
+            "server",
+            "run",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            server.poll()
+            assert server.returncode is None, server.stderr.read() if server.stderr else ""
+            import time
+
+            time.sleep(0.1)
+        answer = httpx.post(f"{base}/v1/update/", content=omaha_body()).text
+        assert 'status="ok"' in answer
+        package_url = answer.split('codebase="')[1].split('"')[0] + payload.name
+        assert httpx.get(package_url).content == payload.read_bytes()
+
+        env = {"RAILCAR_SERVER": base, "RAILCAR_TOKEN": token}
+        listed = railcar("admin", "instances", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)["total"] == 1
+        policy = railcar(
+            "admin",
+            "group-policy",
+            group_id,
+            "--max-per-period",
+            "5",
+            "--period",
+            "3600",
+            "--json",
+            env=env,
+        )
+        assert policy.returncode == 0, policy.stderr
+        assert json.loads(policy.stdout)["policy"]["max_updates_per_period"] == 5
+        stats = json.loads(railcar("admin", "stats", group_id, "--json", env=env).stdout)
+        assert stats["updates_in_progress"] == 1
+        human = railcar("admin", "groups", env=env)
+        assert "Stable" in human.stdout and human.returncode == 0
+        refused = railcar("admin", "groups", env={**env, "RAILCAR_TOKEN": "wrong"})
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("railcar: error: GET /api/apps/")
+        assert "401 unknown bearer token" in refused.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    purged = railcar("server", "purge", "--data-dir", str(data), "--days", "1", "--json")
+    assert json.loads(purged.stdout) == {"instances": 0, "history": 0, "events": 0, "activity": 0}
+    assert FLATCAR_APP_ID in answer
