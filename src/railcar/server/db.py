@@ -11,6 +11,7 @@ Write transactions that decide grants must see a stable view of their group:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,10 +54,21 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    _write_lock: threading.Lock | None = None
+
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that may write; committed on success, rolled back on error."""
-        with self._writer() as session, session.begin():
+        """A transaction that may write; committed on success, rolled back on error.
+
+        On SQLite, threads of this process queue on a lock before ``BEGIN IMMEDIATE``: the
+        database admits one writer anyway, and SQLite's own busy handler waits by sleeping,
+        which under contention costs far more than the queue.
+        """
+        if self._write_lock is None:
+            with self._writer() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._writer() as session, session.begin():
             yield session
 
     @contextmanager
@@ -114,6 +126,7 @@ def _open_sqlite(url: str) -> Database:
         writer_engine,
         sessionmaker(writer_engine, expire_on_commit=False),
         sessionmaker(reader_engine, expire_on_commit=False),
+        threading.Lock(),
     )
 
 

@@ -85,7 +85,7 @@ class Package(Base):
     hosted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_ts: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     extra_files: Mapped[list[PackageFile]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="PackageFile.position"
+        cascade="all, delete-orphan", lazy="select", order_by="PackageFile.position"
     )
 
 
@@ -153,6 +153,10 @@ class InstanceApplication(Base):
     __tablename__ = "instance_application"
     __table_args__ = (
         Index("ix_instance_application_group_check", "group_id", "last_check_for_updates"),
+        # The grant decision reads these ranges on every update check (server/stats.py).
+        Index("ix_instance_application_group_granted", "group_id", "last_update_granted_ts"),
+        Index("ix_instance_application_group_progress", "group_id", "update_in_progress"),
+        Index("ix_instance_application_group_target", "group_id", "last_update_version"),
     )
     instance_id: Mapped[str] = mapped_column(
         ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True

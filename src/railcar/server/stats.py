@@ -40,3 +40,70 @@ def group_stats(
         )
     ).one()
     return GroupStats(*(int(v) for v in row))
+
+
+def decision_stats(
+    session: Session, group_id: str, channel_version: str, policy: GroupPolicy, now: datetime
+) -> GroupStats:
+    """Only what :func:`~railcar.server.policy.decide` reads, from index ranges.
+
+    :func:`group_stats` aggregates over every instance of the group, which for a large group on
+    every update check is the cost Nebraska's users hit (nebraska#321/#323). The decision needs
+    recent grants, in-flight updates and — in safe mode — whether anyone attempted the current
+    version: each is a range of the (group, …) indexes, however large the group.
+    """
+    seen = Row.last_check_for_updates > now - STATS_VALIDITY
+    granted = session.scalar(
+        select(func.count()).where(
+            Row.group_id == group_id,
+            Row.last_update_granted_ts > now - policy.period_interval,
+            seen,
+        )
+    )
+    deadline = now - policy.update_timeout
+    recent = Row.last_update_granted_ts >= deadline
+    within, late = session.execute(
+        select(
+            func.coalesce(func.sum(case((recent, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((recent, 0), else_=1)), 0),
+        ).where(Row.group_id == group_id, Row.update_in_progress.is_(True), seen)
+    ).one()
+    attempted = 0
+    if policy.safe_mode:
+        attempted = int(
+            session.scalar(
+                select(func.count()).select_from(
+                    select(Row.instance_id)
+                    .where(
+                        Row.group_id == group_id,
+                        Row.last_update_version == channel_version,
+                        Row.update_in_progress.is_(False),
+                        seen,
+                    )
+                    .limit(1)
+                    .subquery()
+                )
+            )
+            or 0
+        )
+    return GroupStats(
+        updates_to_current_version_attempted=attempted,
+        updates_granted_in_last_period=int(granted or 0),
+        updates_in_progress=int(within),
+        updates_timed_out=int(late),
+    )
+
+
+def rollout_finished(session: Session, group_id: str, channel_version: str, now: datetime) -> bool:
+    """Every instance seen in the last day runs the channel version and is not mid-update
+    (Nebraska: succeeded == total), answered by finding one that is not."""
+    pending = session.scalar(
+        select(Row.instance_id)
+        .where(
+            Row.group_id == group_id,
+            Row.last_check_for_updates > now - STATS_VALIDITY,
+            (Row.version != channel_version) | Row.update_in_progress.is_(True),
+        )
+        .limit(1)
+    )
+    return pending is None

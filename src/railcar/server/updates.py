@@ -57,7 +57,7 @@ from railcar.server.models import (
     utcnow,
 )
 from railcar.server.policy import GroupPolicy, decide, needs_stats
-from railcar.server.stats import group_stats
+from railcar.server.stats import decision_stats, rollout_finished
 from railcar.server.vocab import (
     BUSY_STATUSES,
     LEGACY_GROUP_TRACKS,
@@ -134,6 +134,7 @@ class OmahaHandler:
         self._db = db
         self._clock = clock
         self._hosted_base_url = hosted_base_url
+        self.app_ids: dict[str, str] = {}
 
     def handle(self, request: Request, client_ip: str) -> Response:
         for attempt in range(_ATTEMPTS):
@@ -184,23 +185,23 @@ class _AppTransaction:
         )
 
     def run(self) -> AppResponse:
-        application = self._application()
-        if application is None:
+        app_id = self._application()
+        if app_id is None:
             return self._refuse(AppStatus.FAILED_TO_RETRIEVE)
-        group = self._group(application)
+        group = self._group(app_id)
         if group is None:
             return self._refuse(AppStatus.FAILED_TO_RETRIEVE)
         machine = self.app.machineid.strip()
         if not machine or not is_valid(self.app.version):
             return self._refuse("error-instanceRegistrationFailed")
-        ia = self.s.get(InstanceApplication, (machine, application.id))
+        ia = self.s.get(InstanceApplication, (machine, app_id))
         for event in self.app.events:
-            self._register_event(application, ia, event)
+            self._register_event(app_id, ia, event)
         check = None
         if self.app.ping or self.app.updatecheck:
-            ia = self._register_instance(application, group, machine)
+            ia = self._register_instance(app_id, group, machine, ia)
             if self.app.updatecheck:
-                check = self._update_check(application, group, ia)
+                check = self._update_check(app_id, group, ia)
         return AppResponse(
             self.app.appid,
             AppStatus.OK,
@@ -211,23 +212,27 @@ class _AppTransaction:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def _application(self) -> Application | None:
-        key = normalize_app_id(self.app.appid)
-        found = self.s.get(Application, key)
+    def _application(self) -> str | None:
+        """The application's id; found ids are cached (applications are never removed)."""
+        cache = self.handler.app_ids
+        key = self.app.appid.strip()
+        if key in cache:
+            return cache[key]
+        found = self.s.get(Application, normalize_app_id(key))
         if found is None:
-            found = self.s.scalars(
-                select(Application).where(Application.product_id == self.app.appid.strip())
-            ).first()
-        return found
+            found = self.s.scalars(select(Application).where(Application.product_id == key)).first()
+        if found is not None:
+            cache[key] = found.id
+        return found.id if found is not None else None
 
-    def _group(self, application: Application) -> Group | None:
+    def _group(self, app_id: str) -> Group | None:
         track = (self.app.track or DEFAULT_TRACK).strip()
         track = LEGACY_GROUP_TRACKS.get(track.lower().strip("{}"), track)
         os_arch = self.request.os.arch if self.request.os else ""
         arch = arch_of(self.app.board, os_arch)
         candidates = self.s.scalars(
             select(Group)
-            .where(Group.application_id == application.id)
+            .where(Group.application_id == app_id)
             .where((Group.track == track) | (Group.id == track))
             .order_by(Group.created_ts.desc())
         ).all()
@@ -239,7 +244,11 @@ class _AppTransaction:
     # -- instances and statuses ------------------------------------------------------------
 
     def _register_instance(
-        self, application: Application, group: Group, machine: str
+        self,
+        app_id: str,
+        group: Group,
+        machine: str,
+        ia: InstanceApplication | None,
     ) -> InstanceApplication:
         app = self.app
         inst = self.s.get(Instance, machine)
@@ -255,11 +264,10 @@ class _AppTransaction:
         ):
             if value and getattr(inst, attr) != value:
                 setattr(inst, attr, value)
-        ia = self.s.get(InstanceApplication, (machine, application.id))
         if ia is None:
             ia = InstanceApplication(
                 instance_id=machine,
-                application_id=application.id,
+                application_id=app_id,
                 group_id=group.id,
                 version=app.version,
                 last_check_for_updates=self.now,
@@ -330,9 +338,7 @@ class _AppTransaction:
 
     # -- events --------------------------------------------------------------------------------
 
-    def _register_event(
-        self, application: Application, ia: InstanceApplication | None, event: Event
-    ) -> None:
+    def _register_event(self, app_id: str, ia: InstanceApplication | None, event: Event) -> None:
         if ia is None or not ia.update_in_progress:
             return  # Nebraska ErrNoUpdateInProgress: e.g. the 3/2 sent with every check
         kind = (event.type, event.result)
@@ -344,7 +350,7 @@ class _AppTransaction:
         self.s.add(
             EventRecord(
                 instance_id=ia.instance_id,
-                application_id=application.id,
+                application_id=app_id,
                 event_type=event.type,
                 event_result=event.result,
                 error_code=event.error_code,
@@ -356,7 +362,7 @@ class _AppTransaction:
             if ia.last_update_version:
                 ia.version = ia.last_update_version
             self._set_status(ia, InstanceStatus.COMPLETE)
-            self._maybe_finish_rollout(application, ia)
+            self._maybe_finish_rollout(app_id, ia)
         elif kind == (EventType.UPDATE_DOWNLOAD_STARTED, EventResult.SUCCESS):
             self._set_status(ia, InstanceStatus.DOWNLOADING)
         elif kind == (EventType.UPDATE_DOWNLOAD_FINISHED, EventResult.SUCCESS):
@@ -370,13 +376,13 @@ class _AppTransaction:
             self._activity(
                 ActivityClass.INSTANCE_UPDATE_FAILED,
                 Severity.ERROR,
-                application.id,
+                app_id,
                 ia.group_id,
                 ia.last_update_version or "",
                 ia.instance_id,
             )
 
-    def _maybe_finish_rollout(self, application: Application, ia: InstanceApplication) -> None:
+    def _maybe_finish_rollout(self, app_id: str, ia: InstanceApplication) -> None:
         group = self.s.get(Group, ia.group_id) if ia.group_id else None
         if group is None or not group.rollout_in_progress or group.channel is None:
             return
@@ -384,22 +390,19 @@ class _AppTransaction:
         if package is None:
             return
         self.s.flush()
-        stats = group_stats(self.s, group.id, package.version, policy_of(group), self.now)
-        if stats.updates_to_current_version_succeeded >= stats.total_instances:
+        if rollout_finished(self.s, group.id, package.version, self.now):
             group.rollout_in_progress = False
             self._activity(
                 ActivityClass.ROLLOUT_FINISHED,
                 Severity.SUCCESS,
-                application.id,
+                app_id,
                 group.id,
                 package.version,
             )
 
     # -- update check ---------------------------------------------------------------------------
 
-    def _update_check(
-        self, application: Application, group: Group, ia: InstanceApplication
-    ) -> UpdateCheck:
+    def _update_check(self, app_id: str, group: Group, ia: InstanceApplication) -> UpdateCheck:
         policy = policy_of(group)
         if (
             ia.status in BUSY_STATUSES
@@ -412,12 +415,12 @@ class _AppTransaction:
         package = channel.package if channel is not None else None
         if channel is None or package is None:
             self._activity(
-                ActivityClass.PACKAGE_NOT_FOUND, Severity.WARNING, application.id, group.id, "0.0.0"
+                ActivityClass.PACKAGE_NOT_FOUND, Severity.WARNING, app_id, group.id, "0.0.0"
             )
             return NO_UPDATE
         current = Version.parse(self.app.version)
         if ia.status == InstanceStatus.UPDATE_GRANTED and ia.update_in_progress:
-            granted = self._package(application.id, ia.last_update_version, channel.arch)
+            granted = self._package(app_id, ia.last_update_version, channel.arch)
             if granted is None or current >= Version.parse(granted.version):
                 self._set_status(ia, InstanceStatus.COMPLETE)
                 return NO_UPDATE
@@ -430,7 +433,7 @@ class _AppTransaction:
             return NO_UPDATE
         if not step.url and not (step.hosted and self.handler.hosted_base_url):
             return NO_UPDATE  # published before its file was uploaded: nothing to point at
-        return self._grant(application, group, ia, step, package.version)
+        return self._grant(app_id, group, ia, step, package.version)
 
     def _package(self, app_id: str, version: str | None, arch: str) -> Package | None:
         if not version:
@@ -455,7 +458,7 @@ class _AppTransaction:
 
     def _grant(
         self,
-        application: Application,
+        app_id: str,
         group: Group,
         ia: InstanceApplication,
         step: Package,
@@ -463,7 +466,17 @@ class _AppTransaction:
     ) -> UpdateCheck:
         policy = policy_of(group)
         stats = None
-        if needs_stats(policy) or policy.office_hours or not policy.updates_enabled:
+        if needs_stats(policy):
+            # Optimistic pass without the group lock: a refusal on slightly stale stats is
+            # safe (limits only err towards fewer grants, and the node asks again later);
+            # only a would-be grant pays for the lock and a fresh look.
+            self.s.flush()
+            early = decision_stats(self.s, group.id, channel_version, policy, self.now)
+            if not decide(policy, early, self.now).granted:
+                stats = early
+        if stats is None and (
+            needs_stats(policy) or policy.office_hours or not policy.updates_enabled
+        ):
             # Serialise grant decisions per group: the stats read below must not race another
             # grant in this group (SQLite already holds its write lock: BEGIN IMMEDIATE).
             if not self.handler_db_is_sqlite():
@@ -476,7 +489,7 @@ class _AppTransaction:
                 policy = policy_of(group)
             if needs_stats(policy):
                 self.s.flush()
-                stats = group_stats(self.s, group.id, channel_version, policy, self.now)
+                stats = decision_stats(self.s, group.id, channel_version, policy, self.now)
         decision = decide(policy, stats, self.now)
         if not decision.granted:
             if decision.puts_on_hold:
@@ -486,7 +499,7 @@ class _AppTransaction:
                 self._activity(
                     ActivityClass.ROLLOUT_FAILED,
                     Severity.ERROR,
-                    application.id,
+                    app_id,
                     group.id,
                     channel_version,
                 )
@@ -497,13 +510,13 @@ class _AppTransaction:
         ia.status = None  # force the history row below
         self._set_status(ia, InstanceStatus.UPDATE_GRANTED)
         ia.update_in_progress = True
-        self._rollout_started(application, group, step.version)
+        self._rollout_started(app_id, group, step.version)
         return manifest_for(step, self.handler.hosted_base_url)
 
     def handler_db_is_sqlite(self) -> bool:
         return self.s.get_bind().dialect.name == "sqlite"
 
-    def _rollout_started(self, application: Application, group: Group, version: str) -> None:
+    def _rollout_started(self, app_id: str, group: Group, version: str) -> None:
         group.rollout_in_progress = True
         recent = self.s.scalars(
             select(Activity.id).where(
@@ -514,6 +527,4 @@ class _AppTransaction:
             )
         ).first()
         if recent is None:
-            self._activity(
-                ActivityClass.ROLLOUT_STARTED, Severity.INFO, application.id, group.id, version
-            )
+            self._activity(ActivityClass.ROLLOUT_STARTED, Severity.INFO, app_id, group.id, version)
