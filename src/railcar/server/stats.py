@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from railcar.server.models import InstanceApplication as Row
@@ -52,7 +52,11 @@ def decision_stats(
     recent grants, in-flight updates and — in safe mode — whether anyone attempted the current
     version: each is a range of the (group, …) indexes, however large the group.
     """
-    seen = Row.last_check_for_updates > now - STATS_VALIDITY
+    # The "seen in the last day" filter is applied to the few rows the (group, …) index finds;
+    # wrapped so no planner takes the (group, last_check) index instead and walks the group.
+    seen = func.coalesce(Row.last_check_for_updates, Row.last_check_for_updates) > (
+        now - STATS_VALIDITY
+    )
     granted = session.scalar(
         select(func.count()).where(
             Row.group_id == group_id,
@@ -66,7 +70,7 @@ def decision_stats(
         select(
             func.coalesce(func.sum(case((recent, 1), else_=0)), 0),
             func.coalesce(func.sum(case((recent, 0), else_=1)), 0),
-        ).where(Row.group_id == group_id, Row.update_in_progress.is_(True), seen)
+        ).where(Row.group_id == group_id, Row.update_in_progress == true(), seen)
     ).one()
     attempted = 0
     if policy.safe_mode:
