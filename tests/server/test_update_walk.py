@@ -137,3 +137,23 @@ def test_legacy_group_uuid_as_track(fleet: Fleet) -> None:
 def test_updates_disabled_answers_noupdate(fleet: Fleet) -> None:
     fleet.set_policy(PolicySpec(updates_enabled=False))
     assert _check(fleet.post(MACHINE, "1.0.0")) == "noupdate"
+
+
+def test_floor_is_a_mandatory_step(fleet: Fleet) -> None:
+    from railcar.server.admin import get_channel, set_floor
+
+    fleet.publish("1.5.0")  # channel now targets 1.5.0 …
+    fleet.publish("3.0.0")  # … and then 3.0.0; 1.5.0 becomes a floor below
+    with fleet.db.write() as s:
+        app = get_application(s, FLATCAR_APP_ID)
+        from railcar.server.models import Package
+
+        floor = s.scalars(select(Package).where(Package.version == "1.5.0")).one()
+        set_floor(s, app, get_channel(s, app, fleet.channel_id), floor.id)
+    r = fleet.post(MACHINE, "1.0.0")
+    assert r.apps[0].updatecheck is not None and r.apps[0].updatecheck.manifest is not None
+    assert r.apps[0].updatecheck.manifest.version == "1.5.0"
+    fleet.post(MACHINE, "1.5.0", events=(Event(3, 2, None, "1.0.0"),))
+    r = fleet.post(MACHINE, "1.5.0")
+    assert r.apps[0].updatecheck is not None and r.apps[0].updatecheck.manifest is not None
+    assert r.apps[0].updatecheck.manifest.version == "3.0.0"

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from railcar.errors import RailcarError
 from railcar.omaha.model import FLATCAR_APP_ID
-from railcar.release.version import is_valid
+from railcar.release.version import Version, is_valid
 from railcar.server.models import (
     Activity,
     ApiToken,
     Application,
     Channel,
+    ChannelFloor,
     Group,
     Instance,
     InstanceApplication,
@@ -278,6 +279,28 @@ def set_channel_package(
     )
     s.flush()
     return channel
+
+
+def channel_floors(s: Session, channel: Channel) -> list[Package]:
+    floors = s.scalars(select(ChannelFloor).where(ChannelFloor.channel_id == channel.id)).all()
+    return sorted((f.package for f in floors), key=lambda p: Version.parse(p.version))
+
+
+def set_floor(s: Session, app: Application, channel: Channel, package_id: str) -> None:
+    """Make a package a mandatory step on the channel (Nebraska's floors)."""
+    package = get_package(s, app, package_id)
+    if package.arch != channel.arch:
+        raise AdminError(f"package {package.version} is {package.arch}; channel is {channel.arch}")
+    if s.get(ChannelFloor, (channel.id, package.id)) is None:
+        s.add(ChannelFloor(channel_id=channel.id, package_id=package.id))
+        s.flush()
+
+
+def remove_floor(s: Session, channel: Channel, package_id: str) -> None:
+    floor = s.get(ChannelFloor, (channel.id, package_id))
+    if floor is None:
+        raise NotFoundError(f"package {package_id!r} is not a floor of channel {channel.name!r}")
+    s.delete(floor)
 
 
 # -- groups ----------------------------------------------------------------------------------------

@@ -333,6 +333,32 @@ def update_channel(app_id: str, channel_id: str, body: ChannelUpdate, s: Writer)
     return ChannelOut.of(admin.set_channel_package(s, a, channel, body.package_id))
 
 
+@router.get("/apps/{app_id}/channels/{channel_id}/floors", dependencies=[CAN_READ])
+def list_floors(app_id: str, channel_id: str, s: Reader) -> list[PackageOut]:
+    """Mandatory intermediate versions on the channel, lowest first."""
+    channel = admin.get_channel(s, admin.get_application(s, app_id), channel_id)
+    return [PackageOut.of(p) for p in admin.channel_floors(s, channel)]
+
+
+@router.put("/apps/{app_id}/channels/{channel_id}/floors/{package_id}", dependencies=[CAN_WRITE])
+def set_floor(app_id: str, channel_id: str, package_id: str, s: Writer) -> list[PackageOut]:
+    app = admin.get_application(s, app_id)
+    channel = admin.get_channel(s, app, channel_id)
+    admin.set_floor(s, app, channel, package_id)
+    return [PackageOut.of(p) for p in admin.channel_floors(s, channel)]
+
+
+@router.delete(
+    "/apps/{app_id}/channels/{channel_id}/floors/{package_id}",
+    status_code=204,
+    dependencies=[CAN_WRITE],
+)
+def remove_floor(app_id: str, channel_id: str, package_id: str, s: Writer) -> Response:
+    channel = admin.get_channel(s, admin.get_application(s, app_id), channel_id)
+    admin.remove_floor(s, channel, package_id)
+    return Response(status_code=204)
+
+
 # -- groups --------------------------------------------------------------------------------
 
 
