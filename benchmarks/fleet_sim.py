@@ -17,21 +17,17 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres import postgres_server
+from tests.servers import free_port
+from tests.servers import running as serve
 
 from railcar.server.admin import (
     PackageSpec,
@@ -68,32 +64,6 @@ def body(rng: random.Random, machines: int) -> bytes:
     roll = rng.random()
     tail = CHECK if roll < 0.80 else PING if roll < 0.95 else rng.choice(EVENTS)
     return (HEAD.format(v="1.0.0", m=machine) + tail).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(cmd: list[str], port: int) -> Iterator[str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit(f"server failed: {proc.stderr.read() if proc.stderr else ''!r}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def seed(url: str) -> None:

@@ -14,7 +14,7 @@ import httpx
 
 from railcar.omaha.model import FLATCAR_APP_ID
 from tests.server.test_admin_api import omaha_body
-from tests.server.test_two_servers_one_postgres import _port
+from tests.servers import free_port, running
 
 
 def railcar(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,8 +48,8 @@ def test_operator_flow(tmp_path: Path) -> None:
     assert published.returncode == 0, published.stderr
     group_id = json.loads(published.stdout)["group_id"]
 
-    port = _port()
-    server = subprocess.Popen(
+    port = free_port()
+    with running(
         [
             sys.executable,
             "-m",
@@ -61,22 +61,8 @@ def test_operator_flow(tmp_path: Path) -> None:
             "--listen",
             f"127.0.0.1:{port}",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            server.poll()
-            assert server.returncode is None, server.stderr.read() if server.stderr else ""
-            import time
-
-            time.sleep(0.1)
+        port,
+    ) as base:
         answer = httpx.post(f"{base}/v1/update/", content=omaha_body()).text
         assert 'status="ok"' in answer
         package_url = answer.split('codebase="')[1].split('"')[0] + payload.name
@@ -107,9 +93,6 @@ def test_operator_flow(tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert refused.stderr.startswith("railcar: error: GET /api/apps/")
         assert "401 unknown bearer token" in refused.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     purged = railcar("server", "purge", "--data-dir", str(data), "--days", "1", "--json")
     assert json.loads(purged.stdout) == {"instances": 0, "history": 0, "events": 0, "activity": 0}
     assert FLATCAR_APP_ID in answer

@@ -3,13 +3,9 @@ the per-period limit still holds exactly."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 
 import httpx
 from sqlalchemy import func, select
@@ -26,18 +22,12 @@ from railcar.server.models import InstanceApplication
 from tests.postgres import PostgresServer
 from tests.server.conftest import package_spec
 from tests.server.test_admin_api import omaha_body
+from tests.servers import free_port, running
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def server_process(url: str) -> Iterator[str]:
-    port = _port()
-    proc = subprocess.Popen(
+def server_process(url: str) -> AbstractContextManager[str]:
+    port = free_port()
+    return running(
         [
             sys.executable,
             "-m",
@@ -49,27 +39,8 @@ def server_process(url: str) -> Iterator[str]:
             "--listen",
             f"127.0.0.1:{port}",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        port,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_limit_is_exact_across_two_server_processes(postgres: PostgresServer) -> None:

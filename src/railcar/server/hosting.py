@@ -41,49 +41,53 @@ class PackageStore:
 
     async def receive(self, package: Package, chunks: AsyncIterator[bytes]) -> Path:
         """Store an upload for ``package``; raise AdminError unless size and hashes match."""
-        final = self.path(package)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.upload")
-        sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
-        try:
-            with open(tmp, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > package.size:
-                        raise AdminError(
-                            f"upload is larger than the package's {package.size} bytes"
-                        )
-                    sha1.update(chunk)
-                    sha256.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            _check(package, size, sha1.digest(), sha256.digest())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return final
+        with _Incoming(self.path(package), package) as incoming:
+            async for chunk in chunks:
+                incoming.add(chunk)
+            return incoming.commit()
 
     def import_file(self, package: Package, source: Path) -> Path:
         """Copy a local file in, with the same checks as an upload."""
-        final = self.path(package)
+        with _Incoming(self.path(package), package) as incoming, open(source, "rb") as src:
+            while chunk := src.read(PIECE):
+                incoming.add(chunk)
+            return incoming.commit()
+
+
+class _Incoming:
+    """A file being stored: written to a temporary name, hashed on the way, renamed into place
+    by :meth:`commit` only if it matches its package record; removed otherwise."""
+
+    def __init__(self, final: Path, package: Package) -> None:
+        self._final, self._package = final, package
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.upload")
-        sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
-        try:
-            with open(source, "rb") as src, open(tmp, "wb") as out:
-                while chunk := src.read(PIECE):
-                    size += len(chunk)
-                    sha1.update(chunk)
-                    sha256.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            _check(package, size, sha1.digest(), sha256.digest())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return final
+        self._tmp = final.with_name(f".{final.name}.upload")
+        self._out = open(self._tmp, "wb")  # noqa: SIM115 (closed in __exit__/commit)
+        self._sha1, self._sha256 = hashlib.sha1(), hashlib.sha256()
+        self._size = 0
+
+    def __enter__(self) -> _Incoming:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._out.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._package.size:
+            raise AdminError(f"upload is larger than the package's {self._package.size} bytes")
+        self._sha1.update(chunk)
+        self._sha256.update(chunk)
+        self._out.write(chunk)
+
+    def commit(self) -> Path:
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        _check(self._package, self._size, self._sha1.digest(), self._sha256.digest())
+        os.replace(self._tmp, self._final)
+        return self._final
 
 
 def _check(package: Package, size: int, sha1: bytes, sha256: bytes) -> None:
