@@ -6,6 +6,7 @@ import click
 
 from railcar import __version__
 from railcar.clitools import RailcarGroup
+from railcar.gpt.cli import gpt
 from railcar.payload.cli import payload
 from railcar.release.cli import key
 from railcar.server.cli import server
@@ -22,6 +23,7 @@ cli.add_command(payload)
 cli.add_command(key)
 cli.add_command(server)
 cli.add_command(admin)
+cli.add_command(gpt)
 
 
 def main() -> None:

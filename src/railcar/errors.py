@@ -2,10 +2,16 @@
 
 Each component has its own subtree, documented in its ``errors`` module::
 
-    RailcarError                 anything Railcar reports as a clear, one-line failure
-    ├── payload.errors.PayloadError   CrAU payloads (see that module for the full tree)
-    ├── release.keys.KeyError_        signing keys: unreadable, wrong type, HSM failures
-    └── ...
+    RailcarError                      anything Railcar reports as a clear, one-line failure
+    ├── payload.errors.PayloadError    CrAU payloads (see that module for the full tree)
+    ├── release.keys.SigningKeyError   signing keys: unreadable, wrong type, HSM failures
+    ├── release.version.VersionError   not a semantic version
+    ├── omaha.errors.OmahaError        Omaha documents: too large, forbidden XML, malformed
+    ├── gpt.errors.GptError            partition tables and gptprio
+    ├── server.db.DatabaseError        the server database cannot be opened
+    ├── server.admin.AdminError        admin requests the server refuses (carry an HTTP status)
+    ├── server.client.AdminClientError the admin client's calls failed
+    └── runner.ToolError               an external tool is missing or failed
 
 A ``RailcarError`` carries a message that says what was wrong and what was expected, and an
 optional ``hint`` for the person at the terminal. The CLI prints both on one line each and exits
