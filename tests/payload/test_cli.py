@@ -156,8 +156,9 @@ def test_apply_from_stdin(keypair: KeyPair, make_file: MakeFile, tmp_path: Path)
     usr = make_file("usr", usr_like_bytes(2 << 20, seed=6))
     out = tmp_path / "u.gz"
     _run("payload", "generate", "--usr", str(usr), "--key", str(keypair.private), "--out", str(out))
-    with open(out, "rb") as stdin:
-        result = subprocess.run(
+
+    def apply_stdin(data: bytes, target: Path) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -168,34 +169,19 @@ def test_apply_from_stdin(keypair: KeyPair, make_file: MakeFile, tmp_path: Path)
                 "--key",
                 str(keypair.public),
                 "--target",
-                str(tmp_path / "b"),
+                str(target),
             ],
-            stdin=stdin,
+            input=data,
             capture_output=True,
-            text=True,
             check=False,
         )
+
+    result = apply_stdin(out.read_bytes(), tmp_path / "b")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "b").read_bytes() == usr.read_bytes()
     damaged = bytearray(out.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "railcar",
-            "payload",
-            "apply",
-            "-",
-            "--key",
-            str(keypair.public),
-            "--target",
-            str(tmp_path / "c"),
-        ],
-        input=bytes(damaged),
-        capture_output=True,
-        check=False,
-    )
+    refused = apply_stdin(bytes(damaged), tmp_path / "c")
     assert refused.returncode == 1
     assert b"railcar: error: operation" in refused.stderr
     assert not (tmp_path / "c").exists()

@@ -83,51 +83,33 @@ def test_openssl_verifies_the_signature(
     with open(payload, "rb") as f:
         layout = PayloadReader(f).layout
     signed = data[: layout.signed_range_end]
-    (tmp_path / "digest.bin").write_bytes(hashlib.sha256(signed).digest())
     # The raw 256 bytes of the one signature: the last bytes of its Signatures blob.
     (tmp_path / "sig.bin").write_bytes(data[-256:])
-    result = subprocess.run(
-        [
-            "openssl",
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            str(keypair.public),
-            "-pkeyopt",
-            "digest:sha256",
-            "-in",
-            str(tmp_path / "digest.bin"),
-            "-sigfile",
-            str(tmp_path / "sig.bin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def openssl_verify(signed_bytes: bytes) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "digest.bin").write_bytes(hashlib.sha256(signed_bytes).digest())
+        return subprocess.run(
+            [
+                "openssl",
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                str(keypair.public),
+                "-pkeyopt",
+                "digest:sha256",
+                "-in",
+                str(tmp_path / "digest.bin"),
+                "-sigfile",
+                str(tmp_path / "sig.bin"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    result = openssl_verify(signed)
     assert result.returncode == 0, result.stderr
     assert "Signature Verified Successfully" in result.stdout
     # And the same check fails once one signed byte changes.
-    (tmp_path / "digest.bin").write_bytes(
-        hashlib.sha256(signed[:-1] + bytes([signed[-1] ^ 1])).digest()
-    )
-    bad = subprocess.run(
-        [
-            "openssl",
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            str(keypair.public),
-            "-pkeyopt",
-            "digest:sha256",
-            "-in",
-            str(tmp_path / "digest.bin"),
-            "-sigfile",
-            str(tmp_path / "sig.bin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert bad.returncode != 0
+    assert openssl_verify(signed[:-1] + bytes([signed[-1] ^ 1])).returncode != 0
