@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -22,10 +22,8 @@ from railcar.omaha.model import (
     Response,
     UpdateCheck,
 )
-from railcar.server.api import ServerSettings
-from railcar.server.db import database_url
-from tests.server.conftest import Clock
-from tests.server.test_admin_api import Api, make_api
+from tests.server.test_admin_api import Api
+from tests.server.test_package_hosting import hosted_app
 from tests.server.test_update_walk import MACHINE
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes
@@ -47,43 +45,11 @@ class Recording(httpx.BaseTransport):
         return response
 
 
-@contextmanager
-def hosted_server(tmp_path: Path, payload: bytes = PAYLOAD) -> Iterator[tuple[Api, str]]:
+def hosted_server(
+    tmp_path: Path, payload: bytes = PAYLOAD
+) -> AbstractContextManager[tuple[Api, str]]:
     """A server app with 2.0.0 published on ``stable`` and its payload uploaded and hosted."""
-    settings = ServerSettings(
-        clock=Clock(), hosted_base_url="http://testserver", package_dir=tmp_path / "packages"
-    )
-    for api in make_api(database_url(tmp_path / "data", None), settings):
-        base = f"/api/apps/{FLATCAR_APP_ID}"
-        package = api.client.post(
-            f"{base}/packages",
-            headers=api.headers(),
-            json={
-                "version": "2.0.0",
-                "filename": FILENAME,
-                "hosted": True,
-                "size": len(payload),
-                "hash": base64.b64encode(hashlib.sha1(payload).digest()).decode(),
-                "sha256": base64.b64encode(hashlib.sha256(payload).digest()).decode(),
-            },
-        ).json()
-        channel = api.client.post(
-            f"{base}/channels",
-            headers=api.headers(),
-            json={"name": "stable", "package_id": package["id"]},
-        ).json()
-        api.client.post(
-            f"{base}/groups",
-            headers=api.headers(),
-            json={"name": "Stable", "channel_id": channel["id"], "track": "stable"},
-        )
-        uploaded = api.client.put(
-            f"{base}/packages/{package['id']}/file",
-            content=payload,
-            headers={**api.headers(), "Content-Type": "application/octet-stream"},
-        )
-        assert uploaded.status_code == 200, uploaded.text
-        yield api, package["id"]
+    return hosted_app(tmp_path, payload, upload=True)
 
 
 def in_process(api: Api) -> httpx.BaseTransport:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ from tests.server.test_admin_api import Api, make_api, omaha_body
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes
 
 
-@pytest.fixture
-def hosted(tmp_path: Path) -> Iterator[tuple[Api, str]]:
+@contextmanager
+def hosted_app(
+    tmp_path: Path, payload: bytes = PAYLOAD, *, upload: bool = False
+) -> Iterator[tuple[Api, str]]:
+    """A server app with 2.0.0 published on ``stable`` as a hosted package (its file uploaded
+    when ``upload``); yields the API and the package id."""
     settings = ServerSettings(
         clock=Clock(), hosted_base_url="http://testserver", package_dir=tmp_path / "packages"
     )
@@ -33,9 +38,9 @@ def hosted(tmp_path: Path) -> Iterator[tuple[Api, str]]:
                 "version": "2.0.0",
                 "filename": "railcar_production_update.gz",
                 "hosted": True,
-                "size": len(PAYLOAD),
-                "hash": base64.b64encode(hashlib.sha1(PAYLOAD).digest()).decode(),
-                "sha256": base64.b64encode(hashlib.sha256(PAYLOAD).digest()).decode(),
+                "size": len(payload),
+                "hash": base64.b64encode(hashlib.sha1(payload).digest()).decode(),
+                "sha256": base64.b64encode(hashlib.sha256(payload).digest()).decode(),
             },
         ).json()
         channel = api.client.post(
@@ -48,7 +53,15 @@ def hosted(tmp_path: Path) -> Iterator[tuple[Api, str]]:
             headers=api.headers(),
             json={"name": "Stable", "channel_id": channel["id"], "track": "stable"},
         )
+        if upload:
+            assert _upload(api, package["id"], payload) == 200
         yield api, package["id"]
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Iterator[tuple[Api, str]]:
+    with hosted_app(tmp_path) as pair:
+        yield pair
 
 
 def _upload(api: Api, package_id: str, data: bytes) -> int:

@@ -27,6 +27,7 @@ from railcar.server.models import (
     Application,
     Channel,
     ChannelFloor,
+    EventRecord,
     Group,
     Instance,
     InstanceApplication,
@@ -496,8 +497,6 @@ class PurgeResult:
 
 def purge(s: Session, *, older_than: datetime) -> PurgeResult:
     """Forget instances not seen since ``older_than`` and history/events/activity older than it."""
-    from railcar.server.models import EventRecord
-
     # Old rows first, so the counts are of what retention removed, not of cascades.
     history = s.execute(
         delete(InstanceStatusHistory).where(InstanceStatusHistory.created_ts < older_than)

@@ -37,7 +37,16 @@ from railcar.server.hosting import (
     read_range,
 )
 from railcar.server.metrics import ServerMetrics
-from railcar.server.models import Activity, Group, Instance, InstanceApplication, Package, utcnow
+from railcar.server.models import (
+    Activity,
+    Application,
+    Channel,
+    Group,
+    Instance,
+    InstanceApplication,
+    Package,
+    utcnow,
+)
 from railcar.server.policy import GroupPolicy
 from railcar.server.schemas import (
     ActivityOut,
@@ -204,8 +213,6 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
 
 @router.get("/apps", dependencies=[CAN_READ])
 def list_apps(s: Reader) -> list[ApplicationOut]:
-    from railcar.server.models import Application
-
     return [
         ApplicationOut.of(a)
         for a in s.scalars(select(Application).order_by(Application.created_ts))
@@ -229,8 +236,6 @@ def get_app(app_id: str, s: Reader) -> ApplicationOut:
 
 @router.get("/apps/{app_id}/packages", dependencies=[CAN_READ])
 def list_packages(app_id: str, s: Reader) -> list[PackageOut]:
-    from railcar.server.models import Package
-
     a = admin.get_application(s, app_id)
     return [
         PackageOut.of(p)
@@ -302,8 +307,6 @@ def delete_package(app_id: str, package_id: str, s: Writer) -> Response:
 
 @router.get("/apps/{app_id}/channels", dependencies=[CAN_READ])
 def list_channels(app_id: str, s: Reader) -> list[ChannelOut]:
-    from railcar.server.models import Channel
-
     a = admin.get_application(s, app_id)
     return [
         ChannelOut.of(c)

@@ -507,9 +507,8 @@ class _AppTransaction:
         ia.last_update_granted_ts = self.now
         ia.last_update_version = step.version
         ia.update_in_progress = True
-        ia.status = None  # force the history row below
+        ia.status = None  # a new grant always gets its history row, even after a granted one
         self._set_status(ia, InstanceStatus.UPDATE_GRANTED)
-        ia.update_in_progress = True
         self._rollout_started(app_id, group, step.version)
         return manifest_for(step, self.handler.hosted_base_url)
 
