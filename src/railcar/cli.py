@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from railcar import __version__
+from railcar.agent.cli import agent
 from railcar.clitools import RailcarGroup
 from railcar.gpt.cli import gpt
 from railcar.payload.cli import payload
@@ -24,6 +25,7 @@ cli.add_command(key)
 cli.add_command(server)
 cli.add_command(admin)
 cli.add_command(gpt)
+cli.add_command(agent)
 
 
 def main() -> None:
