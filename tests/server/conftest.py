@@ -126,16 +126,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return database_url(None, server.new_database())
 
 
-@pytest.fixture
-def fleet(db_url: str) -> Iterator[Fleet]:
-    db = open_database(db_url)
-    db.create_schema()
-    clock = Clock()
+def make_fleet(db: Database, clock: Clock, *, fast_path: bool = True) -> Fleet:
+    """Flatcar's application with package 2.0.0 on channel stable and group Stable."""
     with db.write() as s:
         app = ensure_flatcar_application(s)
         package = create_package(s, app, package_spec("2.0.0"))
         channel = create_channel(s, app, "stable", "amd64", package.id)
         group = create_group(s, app, "Stable", channel.id, track="stable")
         ids = group.id, channel.id
-    yield Fleet(db, clock, OmahaHandler(db, clock=clock), *ids)
-    db.dispose()
+    return Fleet(db, clock, OmahaHandler(db, clock=clock, fast_path=fast_path), *ids)
+
+
+@pytest.fixture(params=["fast-path", "orm-only"])
+def fleet(db_url: str, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    """Every handler scenario runs with the Core fast path on and off: same answers, same rows."""
+    db = open_database(db_url)
+    db.create_schema()
+    yield make_fleet(db, Clock(), fast_path=request.param == "fast-path")

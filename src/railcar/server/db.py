@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from railcar.errors import RailcarError
 from railcar.server.models import Base
 
 SQLITE_FILE = "railcar.db"
+QUIET = "railcar.quiet"  # session.info key: this write changes nothing another request caches
 
 
 class DatabaseError(RailcarError):
@@ -55,6 +56,10 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     _write_lock: threading.Lock | None = None
+    # Moves after every committed write unless the session says it changed nothing that
+    # others cache (session.info[QUIET]); readers of caches compare it (server.fastpath).
+    generation: int = 0
+    _generation_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -65,11 +70,20 @@ class Database:
         which under contention costs far more than the queue.
         """
         if self._write_lock is None:
-            with self._writer() as session, session.begin():
-                yield session
+            with self._writer() as session:
+                with session.begin():
+                    yield session
+                self._committed(session)
             return
-        with self._write_lock, self._writer() as session, session.begin():
-            yield session
+        with self._write_lock, self._writer() as session:
+            with session.begin():
+                yield session
+            self._committed(session)
+
+    def _committed(self, session: Session) -> None:
+        if not session.info.get(QUIET):
+            with self._generation_lock:
+                self.generation += 1
 
     @contextmanager
     def read(self) -> Iterator[Session]:

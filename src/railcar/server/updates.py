@@ -42,7 +42,8 @@ from railcar.omaha.model import (
     Package as OmahaPackage,
 )
 from railcar.release.version import Version, is_valid
-from railcar.server.db import Database
+from railcar.server.db import QUIET, Database
+from railcar.server.fastpath import FastPath, Handoff
 from railcar.server.models import (
     Activity,
     Application,
@@ -111,6 +112,25 @@ def manifest_for(package: Package, hosted_base_url: str | None) -> UpdateCheck:
     )
 
 
+def resolve_group(session: Session, request: Request, app: AppRequest, app_id: str) -> Group | None:
+    """The group an ``<app>`` belongs to: by track (or a group id, or a legacy group UUID),
+    newest first, whose channel serves the node's architecture."""
+    track = (app.track or DEFAULT_TRACK).strip()
+    track = LEGACY_GROUP_TRACKS.get(track.lower().strip("{}"), track)
+    os_arch = request.os.arch if request.os else ""
+    arch = arch_of(app.board, os_arch)
+    candidates = session.scalars(
+        select(Group)
+        .where(Group.application_id == app_id)
+        .where((Group.track == track) | (Group.id == track))
+        .order_by(Group.created_ts.desc())
+    ).all()
+    for group in candidates:
+        if group.channel is None or group.channel.arch == arch:
+            return group
+    return None
+
+
 _ATTEMPTS = 3
 
 
@@ -130,11 +150,22 @@ class OmahaHandler:
         *,
         clock: Callable[[], datetime] = utcnow,
         hosted_base_url: str | None = None,
+        fast_path: bool = True,
     ) -> None:
+        """``fast_path=False`` answers everything through the ORM (the reference behaviour
+        the fast path is tested against)."""
         self._db = db
+        self._use_fast_path = fast_path
         self._clock = clock
         self._hosted_base_url = hosted_base_url
         self.app_ids: dict[str, str] = {}
+        self._fast = FastPath(
+            policy_of=policy_of,
+            resolve_group=resolve_group,
+            hosted=hosted_base_url is not None,
+            refresh=REGISTRATION_REFRESH,
+            generation=lambda: db.generation,
+        )
 
     def handle(self, request: Request, client_ip: str) -> Response:
         for attempt in range(_ATTEMPTS):
@@ -151,12 +182,35 @@ class OmahaHandler:
         now = self._clock()
         apps: list[AppResponse] = []
         with self._db.write() as session:
+            fast = self._fast_answer(session, request, client_ip, now)
+            if fast is not None:
+                session.info[QUIET] = True
+                return fast
             for app in request.apps:
                 response = _AppTransaction(session, request, app, client_ip, now, self).run()
                 apps.append(response)
                 if response.status != AppStatus.OK:
                     break  # as Nebraska: stop at the first app it cannot serve
         return Response(tuple(apps))
+
+    def _fast_answer(
+        self, session: Session, request: Request, client_ip: str, now: datetime
+    ) -> Response | None:
+        if len(request.apps) != 1 or not self._use_fast_path:
+            return None
+        app = request.apps[0]
+        app_id = self.app_ids.get(app.appid.strip())
+        if app_id is None:
+            return None
+        try:
+            return Response((self._fast.answer(session, request, app, app_id, client_ip, now),))
+        except Handoff:
+            return None
+
+    @property
+    def fast_answers(self) -> int:
+        """Requests answered by the Core fast path since start."""
+        return self._fast.answered
 
     @property
     def hosted_base_url(self) -> str | None:
@@ -188,7 +242,7 @@ class _AppTransaction:
         app_id = self._application()
         if app_id is None:
             return self._refuse(AppStatus.FAILED_TO_RETRIEVE)
-        group = self._group(app_id)
+        group = resolve_group(self.s, self.request, self.app, app_id)
         if group is None:
             return self._refuse(AppStatus.FAILED_TO_RETRIEVE)
         machine = self.app.machineid.strip()
@@ -224,22 +278,6 @@ class _AppTransaction:
         if found is not None:
             cache[key] = found.id
         return found.id if found is not None else None
-
-    def _group(self, app_id: str) -> Group | None:
-        track = (self.app.track or DEFAULT_TRACK).strip()
-        track = LEGACY_GROUP_TRACKS.get(track.lower().strip("{}"), track)
-        os_arch = self.request.os.arch if self.request.os else ""
-        arch = arch_of(self.app.board, os_arch)
-        candidates = self.s.scalars(
-            select(Group)
-            .where(Group.application_id == app_id)
-            .where((Group.track == track) | (Group.id == track))
-            .order_by(Group.created_ts.desc())
-        ).all()
-        for group in candidates:
-            if group.channel is None or group.channel.arch == arch:
-                return group
-        return None
 
     # -- instances and statuses ------------------------------------------------------------
 

@@ -1,0 +1,371 @@
+"""The common Omaha request in a few Core statements: a node checks in, nothing to hand out.
+
+Almost every request a fleet sends is a node that is up to date, or that the group's policy
+defers: it registers the check and answers ``noupdate``. :class:`FastPath` answers those with
+SQLAlchemy Core statements on the request's own transaction (one upsert per row instead of the
+ORM's read-modify-flush) and hands everything else — events of an update in progress, grants,
+rollback reports, first-time lookups — to the ORM handler in :mod:`railcar.server.updates`
+*in the same transaction*, which re-reads what it needs, so the two never disagree.
+
+What it may answer itself, with the ORM handler's exact effects (the server tests run every
+scenario through both):
+
+* the node is up to date (or the channel has no newer step for it) → ``noupdate``;
+* the policy refuses without side effects beyond the node's own status (On hold) → ``noupdate``.
+
+The only state kept between requests:
+
+* the group a (application, track, arch) resolves to — re-checked against the group row on
+  every request, re-resolved when that row no longer matches or after :data:`RESOLVE_TTL`;
+* the group's decision stats, for :data:`STATS_TTL` (wall and handler clock) or until this
+  process commits any other write (the database's write generation moves). Stale stats can
+  only *refuse*: a would-be grant always goes to the ORM path, which decides on fresh stats
+  under the group lock, so the per-period and concurrency limits stay exact across processes
+  (ADR 0012).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from railcar.omaha.model import AppRequest, AppResponse, AppStatus, Request, UpdateCheck
+from railcar.release.version import Version, is_valid
+from railcar.server.models import (
+    Channel,
+    ChannelFloor,
+    Group,
+    Instance,
+    InstanceApplication,
+    InstanceStatusHistory,
+    Package,
+)
+from railcar.server.policy import GroupPolicy, GroupStats, decide, needs_stats
+from railcar.server.stats import decision_stats
+from railcar.server.vocab import InstanceStatus
+
+RESOLVE_TTL = 2.0  # seconds a (app, track, arch) → group resolution is trusted without a look
+STATS_TTL = 1.0  # seconds (monotonic, and of the handler's clock) a group's stats are reused
+MAX_CACHED_GROUPS = 10_000
+
+_IA = cast(Table, InstanceApplication.__table__)
+_INSTANCE = cast(Table, Instance.__table__)
+_HISTORY = cast(Table, InstanceStatusHistory.__table__)
+_GROUP = cast(Table, Group.__table__)
+_CHANNEL = cast(Table, Channel.__table__)
+_PACKAGE = cast(Table, Package.__table__)
+_FLOOR = cast(Table, ChannelFloor.__table__)
+
+# Statements are built once: building and cache-keying a statement costs more than running it.
+_THIS_IA = (_IA.c.instance_id == bindparam("machine"), _IA.c.application_id == bindparam("app"))
+_SELECT_GROUP = (
+    select(_GROUP, _CHANNEL.c.arch.label("channel_arch"), _PACKAGE.c.version)
+    .select_from(
+        _GROUP.outerjoin(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id).outerjoin(
+            _PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id
+        )
+    )
+    .where(_GROUP.c.id == bindparam("group"))
+)
+_SELECT_IA = select(
+    _IA.c.group_id,
+    _IA.c.version,
+    _IA.c.status,
+    _IA.c.last_check_for_updates,
+    _IA.c.update_in_progress,
+    _IA.c.rolled_back_from,
+    _IA.c.last_update_version,
+).where(*_THIS_IA)
+_SELECT_FLOORS = (
+    select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
+    .select_from(_FLOOR.join(_PACKAGE, _PACKAGE.c.id == _FLOOR.c.package_id))
+    .join(_GROUP, _GROUP.c.channel_id == _FLOOR.c.channel_id)
+    .where(_GROUP.c.id == bindparam("group"))
+)
+_SELECT_PACKAGE = (
+    select(_PACKAGE.c.url, _PACKAGE.c.hosted)
+    .select_from(_GROUP.join(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id))
+    .join(_PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id)
+    .where(_GROUP.c.id == bindparam("group"))
+)
+_INSERT_IA = _IA.insert()
+_REFRESH_IA = (
+    update(_IA)
+    .where(*_THIS_IA)
+    .values(
+        version=bindparam("version"),
+        group_id=bindparam("group"),
+        last_check_for_updates=bindparam("now"),
+    )
+)
+_ON_HOLD_IA = update(_IA).where(*_THIS_IA).values(status=bindparam("status"))
+_INSERT_HISTORY = _HISTORY.insert()
+# Instance attributes the node sent replace the stored ones; empty ones keep them (as the
+# ORM handler does), and an unchanged row is not rewritten.
+_INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
+
+
+def _instance_upsert(insert: Callable[[Table], Any]) -> Any:
+    stmt = insert(_INSTANCE)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[_INSTANCE.c.id],
+        set_={a: case((new[a] != "", new[a]), else_=_INSTANCE.c[a]) for a in _INSTANCE_ATTRS},
+        where=or_(*((new[a] != "") & (new[a] != _INSTANCE.c[a]) for a in _INSTANCE_ATTRS)),
+    )
+
+
+_UPSERT_INSTANCE = {
+    "sqlite": _instance_upsert(sqlite.insert),
+    "postgresql": _instance_upsert(postgresql.insert),
+}
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """What the fast path needs of a group, read in one statement per request."""
+
+    id: str
+    application_id: str
+    track: str
+    arch: str | None  # the channel's; None: no channel
+    package_version: str | None
+    policy: GroupPolicy
+
+
+@dataclass(frozen=True)
+class Step:
+    version: str
+    servable: bool  # has a URL, or is hosted by a server that knows its base URL
+
+
+class Handoff(Exception):  # noqa: N818 - control flow, not an error
+    """The request needs the ORM handler (same transaction, nothing written yet that it
+    would not write itself)."""
+
+
+class FastPath:
+    """Answers the common single-app request; raises :class:`Handoff` for everything else."""
+
+    def __init__(
+        self,
+        *,
+        policy_of: Callable[[Any], GroupPolicy],
+        resolve_group: Callable[[Session, Request, AppRequest, str], Group | None],
+        hosted: bool,
+        refresh: timedelta,
+        generation: Callable[[], int],
+    ) -> None:
+        self._policy_of = policy_of
+        self._resolve_group = resolve_group
+        self._hosted = hosted
+        self._refresh = refresh
+        self._generation = generation
+        self._groups: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._stats: dict[tuple[str, str, GroupPolicy], tuple[GroupStats, float, datetime, int]]
+        self._stats = {}
+        self.answered = 0  # requests answered without the ORM handler
+
+    # -- the request -------------------------------------------------------------------------
+
+    def answer(
+        self,
+        session: Session,
+        request: Request,
+        app: AppRequest,
+        app_id: str,
+        ip: str,
+        now: datetime,
+    ) -> AppResponse:
+        machine = app.machineid.strip()
+        if not machine or not is_valid(app.version) or app.extra.get("railcar_rolled_back"):
+            raise Handoff
+        conn = session.connection()
+        group = self._group(session, conn, request, app, app_id)
+        ia = conn.execute(_SELECT_IA, {"machine": machine, "app": app_id}).one_or_none()
+        if ia is not None and ia.update_in_progress:
+            raise Handoff  # events and re-serving of a granted update
+        check: UpdateCheck | None = None
+        refused_on_hold = False
+        if app.updatecheck:
+            # Decide before writing anything, so a hand-off finds the rows as they were.
+            refused_on_hold = self._refusal(session, conn, group, app, ia, now)
+        if app.ping or app.updatecheck:
+            self._register(conn, group, app, machine, ip, ia, now)
+            if app.updatecheck:
+                if refused_on_hold and (ia is None or ia.status != InstanceStatus.ON_HOLD):
+                    version = ia.last_update_version if ia is not None else None
+                    self._on_hold(conn, machine, app_id, group.id, version, now)
+                check = UpdateCheck("noupdate")
+        self.answered += 1
+        return AppResponse(
+            app.appid, AppStatus.OK, ping=app.ping, updatecheck=check, events=len(app.events)
+        )
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _group(
+        self, session: Session, conn: Connection, request: Request, app: AppRequest, app_id: str
+    ) -> GroupView:
+        arch_hint = request.os.arch if request.os else ""
+        key = (app_id, (app.track or "").strip(), f"{app.board}|{arch_hint}")
+        cached = self._groups.get(key)
+        group_id = cached[0] if cached and time.monotonic() - cached[1] < RESOLVE_TTL else None
+        if group_id is None:
+            found = self._resolve_group(session, request, app, app_id)
+            if found is None:
+                raise Handoff
+            group_id = found.id
+            self._groups[key] = (group_id, time.monotonic())
+        row = conn.execute(_SELECT_GROUP, {"group": group_id}).one_or_none()
+        if row is None or row.application_id != app_id:
+            self._groups.pop(key, None)
+            raise Handoff
+        return GroupView(
+            id=row.id,
+            application_id=row.application_id,
+            track=row.track,
+            arch=row.channel_arch,
+            package_version=row.version,
+            policy=self._policy_of(row),
+        )
+
+    def _next_step(self, conn: Connection, group: GroupView, current: Version) -> Step | None:
+        """The package a node at ``current`` would be offered (floors first), if any."""
+        if group.package_version is None:
+            raise Handoff  # "no package" is recorded as activity by the ORM handler
+        target = Version.parse(group.package_version)
+        if current >= target:
+            return None
+        rows = conn.execute(_SELECT_FLOORS, {"group": group.id}).all()
+        steps = sorted(
+            (r for r in rows if current < Version.parse(r.version) <= target),
+            key=lambda r: Version.parse(r.version),
+        )
+        if steps:
+            first = steps[0]
+            return Step(first.version, bool(first.url) or (first.hosted and self._hosted))
+        package = conn.execute(_SELECT_PACKAGE, {"group": group.id}).one()
+        return Step(group.package_version, bool(package.url) or (package.hosted and self._hosted))
+
+    def _refusal(
+        self,
+        session: Session,
+        conn: Connection,
+        group: GroupView,
+        app: AppRequest,
+        ia: Any,
+        now: datetime,
+    ) -> bool:
+        """``noupdate`` without a grant: returns whether the node goes On hold.
+
+        Raises :class:`Handoff` when the answer could be a grant or a brake.
+        """
+        step = self._next_step(conn, group, Version.parse(app.version))
+        if step is None:
+            return False  # up to date: never a downgrade
+        rolled_back = ia.rolled_back_from.split(",") if ia is not None else []
+        if step.version in rolled_back or not step.servable:
+            return False
+        policy = group.policy
+        stats = None
+        if needs_stats(policy):
+            stats = self._group_stats(session, group, now)
+        decision = decide(policy, stats, now)
+        if decision.granted or decision.trip_brake:
+            raise Handoff
+        return decision.puts_on_hold
+
+    def _group_stats(self, session: Session, group: GroupView, now: datetime) -> GroupStats:
+        assert group.package_version is not None
+        key = (group.id, group.package_version, group.policy)
+        cached = self._stats.get(key)
+        if cached is not None:
+            stats, taken, taken_at, generation = cached
+            fresh_wall = time.monotonic() - taken < STATS_TTL
+            fresh_clock = timedelta(0) <= now - taken_at < timedelta(seconds=STATS_TTL)
+            if fresh_wall and fresh_clock and generation == self._generation():
+                return stats
+        stats = decision_stats(session, group.id, group.package_version, group.policy, now)
+        if len(self._stats) > MAX_CACHED_GROUPS:
+            self._stats.clear()
+        self._stats[key] = (stats, time.monotonic(), now, self._generation())
+        return stats
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _register(
+        self,
+        conn: Connection,
+        group: GroupView,
+        app: AppRequest,
+        machine: str,
+        ip: str,
+        ia: Any,
+        now: datetime,
+    ) -> None:
+        given = {
+            "ip": ip,
+            "alias": app.machinealias,
+            "oem": app.oem,
+            "oem_version": app.oemversion,
+            "aleph_version": app.alephversion,
+        }
+        conn.execute(
+            _UPSERT_INSTANCE[conn.dialect.name],
+            {"id": machine, "hidden": False, "created_ts": now}
+            | {k: (v or "") for k, v in given.items()},
+        )
+        keys = {"machine": machine, "app": group.application_id}
+        if ia is None:
+            conn.execute(
+                _INSERT_IA,
+                {
+                    "instance_id": machine,
+                    "application_id": group.application_id,
+                    "group_id": group.id,
+                    "version": app.version,
+                    "last_check_for_updates": now,
+                    "update_in_progress": False,
+                    "rolled_back_from": "",
+                    "status": None,
+                },
+            )
+        elif (
+            ia.version != app.version
+            or ia.group_id != group.id
+            or now - ia.last_check_for_updates >= self._refresh
+        ):
+            conn.execute(
+                _REFRESH_IA, keys | {"version": app.version, "group": group.id, "now": now}
+            )
+
+    @staticmethod
+    def _on_hold(
+        conn: Connection,
+        machine: str,
+        app_id: str,
+        group_id: str,
+        version: str | None,
+        now: datetime,
+    ) -> None:
+        status = int(InstanceStatus.ON_HOLD)
+        conn.execute(_ON_HOLD_IA, {"machine": machine, "app": app_id, "status": status})
+        conn.execute(
+            _INSERT_HISTORY,
+            {
+                "instance_id": machine,
+                "application_id": app_id,
+                "group_id": group_id,
+                "status": status,
+                "version": version or "",
+                "created_ts": now,
+            },
+        )

@@ -1,0 +1,203 @@
+"""The Core fast path answers the common requests itself, and changes the database exactly as
+the ORM handler does: the same random fleet history replayed against both gives the same
+answers and the same rows."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from railcar.omaha.model import Event
+from railcar.server.admin import PolicySpec
+from railcar.server.db import open_database
+from railcar.server.models import (
+    Activity,
+    EventRecord,
+    Instance,
+    InstanceApplication,
+    InstanceStatusHistory,
+)
+from railcar.server.vocab import InstanceStatus
+from tests.server.conftest import Clock, Fleet, make_fleet
+
+MACHINES = [f"{n:032x}" for n in range(1, 25)]
+
+
+@contextmanager
+def statements(fleet: Fleet) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]).split()[0].upper())
+
+    event.listen(fleet.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(fleet.db.engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def fast_fleet(db_url: str) -> Fleet:
+    db = open_database(db_url)
+    db.create_schema()
+    return make_fleet(db, Clock(), fast_path=True)
+
+
+def warm_up(fleet: Fleet) -> None:
+    """The first request teaches the handler the app id; the second resolves the group."""
+    for _ in range(2):
+        fleet.post("f" * 32, "2.0.0")
+
+
+def _queries(seen: list[str]) -> list[str]:
+    return [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")]
+
+
+def test_known_up_to_date_node_costs_four_statements(fast_fleet: Fleet) -> None:
+    warm_up(fast_fleet)
+    fast_fleet.post(MACHINES[0], "2.0.0")
+    fast_fleet.clock.advance(minutes=45)
+    with statements(fast_fleet) as seen:
+        answer = fast_fleet.post(MACHINES[0], "2.0.0", events=(Event(3, 2, None, ""),))
+    assert answer.apps[0].updatecheck is not None
+    assert answer.apps[0].updatecheck.status == "noupdate"
+    # group row, instance-app row, instance upsert, instance-app refresh (> 5 min since)
+    assert _queries(seen) == ["SELECT", "SELECT", "INSERT", "UPDATE"]
+
+
+def test_policy_refusal_is_answered_by_the_fast_path(fast_fleet: Fleet) -> None:
+    fast_fleet.set_policy(PolicySpec(max_updates_per_period=1, period_interval_s=3600))
+    warm_up(fast_fleet)
+    first = fast_fleet.post(MACHINES[0], "1.0.0").apps[0].updatecheck
+    assert first is not None and first.status == "ok"
+    with statements(fast_fleet) as seen:
+        answer = fast_fleet.post(MACHINES[1], "1.0.0")
+    assert answer.apps[0].updatecheck is not None
+    assert answer.apps[0].updatecheck.status == "noupdate"
+    # group, instance-app, floors, package, grant stats (2 — the ORM grant above moved the
+    # write generation), instance upsert, instance-app insert, On hold + its history row
+    assert _queries(seen) == [
+        "SELECT", "SELECT", "SELECT", "SELECT", "SELECT", "SELECT",
+        "INSERT", "INSERT", "UPDATE", "INSERT",
+    ]  # fmt: skip
+    with statements(fast_fleet) as seen:
+        fast_fleet.post(MACHINES[2], "1.0.0")
+    assert _queries(seen).count("SELECT") == 4, "stats are reused within a second"
+
+
+def _rows(fleet: Fleet) -> dict[str, list[tuple[Any, ...]]]:
+    with fleet.db.read() as s:
+        return {
+            "instance": sorted(
+                (i.id, i.ip, i.alias, i.oem, i.oem_version, i.aleph_version)
+                for i in s.scalars(select(Instance))
+            ),
+            "instance_application": sorted(
+                (
+                    a.instance_id,
+                    a.group_id is not None,  # ids differ between the two databases
+                    a.version,
+                    a.status,
+                    a.last_check_for_updates,
+                    a.last_update_granted_ts,
+                    a.last_update_version,
+                    a.update_in_progress,
+                    a.rolled_back_from,
+                )
+                for a in s.scalars(select(InstanceApplication))
+            ),
+            "history": sorted(
+                (h.instance_id, h.status, h.version, h.created_ts)
+                for h in s.scalars(select(InstanceStatusHistory))
+            ),
+            "events": sorted(
+                (e.instance_id, e.event_type, e.event_result, e.error_code, e.created_ts)
+                for e in s.scalars(select(EventRecord))
+            ),
+            "activity": sorted(
+                # admin actions stamp wall-clock time; the handler's, the fake clock's
+                (a.activity_class, a.group_id is None, a.instance_id, a.version)
+                for a in s.scalars(select(Activity))
+            ),
+        }
+
+
+def _random_history(fleet: Fleet, seed: int) -> list[Any]:
+    """A seeded fleet history: checks, pings, progress events, completions, failures,
+    rollback reports, new packages and policy changes, with time moving on."""
+    rng = random.Random(seed)
+    versions = dict.fromkeys(MACHINES, "1.0.0")
+    answers: list[Any] = []
+    published = ["2.0.0"]
+    fleet.set_policy(PolicySpec(max_updates_per_period=2, period_interval_s=900))
+    for step in range(300):
+        fleet.clock.advance(seconds=rng.choice((5, 20, 60, 300, 4000)))
+        roll = rng.random()
+        if step % 90 == 89:
+            nxt = f"{len(published) + 2}.0.0"
+            fleet.publish(nxt)
+            published.append(nxt)
+            continue
+        if step % 100 == 50:
+            fleet.set_policy(
+                PolicySpec(
+                    max_updates_per_period=rng.choice((1, 2, 999_999)),
+                    period_interval_s=rng.choice((60, 900)),
+                    update_timeout_s=rng.choice((300, 3600)),
+                    safe_mode=rng.random() < 0.3,
+                )
+            )
+            continue
+        machine = rng.choice(MACHINES)
+        version = versions[machine]
+        if roll < 0.55:
+            answer = fleet.post(
+                machine,
+                version,
+                events=(Event(3, 2, None, rng.choice(("", "1.0.0"))),),
+                extra={"railcar_rolled_back": "3.0.0"} if rng.random() < 0.05 else None,
+            )
+            check = answer.apps[0].updatecheck
+            if check is not None and check.manifest is not None and rng.random() < 0.7:
+                versions[machine] = check.manifest.version  # installs and reboots later
+        elif roll < 0.7:
+            answer = fleet.post(machine, version, updatecheck=False)
+        elif roll < 0.85:
+            kind = rng.choice(((13, 1), (14, 1), (3, 1), (3, 0)))
+            code = 2000 + rng.randrange(5) if kind == (3, 0) else None
+            answer = fleet.post(
+                machine, version, ping=False, updatecheck=False, events=(Event(*kind, code),)
+            )
+        else:
+            answer = fleet.post(machine, version, events=(Event(3, 2, None, "1.0.0"),))
+        answers.append(answer)
+    return answers
+
+
+def test_fast_path_and_orm_agree_on_a_random_fleet_history(tmp_path: Path) -> None:
+    results = []
+    for fast in (True, False):
+        db = open_database(f"sqlite:///{tmp_path / ('fast' if fast else 'orm')}.db")
+        db.create_schema()
+        fleet = make_fleet(db, Clock(), fast_path=fast)
+        answers = _random_history(fleet, seed=7)
+        results.append((answers, _rows(fleet)))
+        if fast:
+            assert fleet.handler.fast_answers > len(answers) // 3
+        db.dispose()
+    (fast_answers, fast_rows), (orm_answers, orm_rows) = results
+    assert fast_answers == orm_answers
+    for table in orm_rows:
+        assert fast_rows[table] == orm_rows[table], table
+    granted = sum(
+        1 for a in orm_answers if a.apps[0].updatecheck and a.apps[0].updatecheck.manifest
+    )
+    on_hold = [r for r in orm_rows["history"] if r[1] == InstanceStatus.ON_HOLD]
+    assert granted > 5 and on_hold, "the history must exercise grants and refusals"
