@@ -60,7 +60,7 @@ def _queries(seen: list[str]) -> list[str]:
     return [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")]
 
 
-def test_known_up_to_date_node_costs_four_statements(fast_fleet: Fleet) -> None:
+def test_known_up_to_date_node_costs_three_statements(fast_fleet: Fleet) -> None:
     warm_up(fast_fleet)
     fast_fleet.post(MACHINES[0], "2.0.0")
     fast_fleet.clock.advance(minutes=45)
@@ -68,8 +68,8 @@ def test_known_up_to_date_node_costs_four_statements(fast_fleet: Fleet) -> None:
         answer = fast_fleet.post(MACHINES[0], "2.0.0", events=(Event(3, 2, None, ""),))
     assert answer.apps[0].updatecheck is not None
     assert answer.apps[0].updatecheck.status == "noupdate"
-    # group row, instance-app row, instance upsert, instance-app refresh (> 5 min since)
-    assert _queries(seen) == ["SELECT", "SELECT", "INSERT", "UPDATE"]
+    # group and node rows, instance upsert, instance-app refresh (> 5 min since)
+    assert _queries(seen) == ["SELECT", "INSERT", "UPDATE"]
 
 
 def test_policy_refusal_is_answered_by_the_fast_path(fast_fleet: Fleet) -> None:
@@ -81,15 +81,12 @@ def test_policy_refusal_is_answered_by_the_fast_path(fast_fleet: Fleet) -> None:
         answer = fast_fleet.post(MACHINES[1], "1.0.0")
     assert answer.apps[0].updatecheck is not None
     assert answer.apps[0].updatecheck.status == "noupdate"
-    # group, instance-app, floors, package, grant stats (2 — the ORM grant above moved the
-    # write generation), instance upsert, instance-app insert, On hold + its history row
-    assert _queries(seen) == [
-        "SELECT", "SELECT", "SELECT", "SELECT", "SELECT", "SELECT",
-        "INSERT", "INSERT", "UPDATE", "INSERT",
-    ]  # fmt: skip
+    # group and node rows, grant stats (2 — the ORM grant above moved the write
+    # generation), instance upsert, instance-app insert On hold, its history row
+    assert _queries(seen) == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT", "INSERT"]
     with statements(fast_fleet) as seen:
         fast_fleet.post(MACHINES[2], "1.0.0")
-    assert _queries(seen).count("SELECT") == 4, "stats are reused within a second"
+    assert _queries(seen).count("SELECT") == 1, "stats are reused within a second"
 
 
 def _rows(fleet: Fleet) -> dict[str, list[tuple[Any, ...]]]:

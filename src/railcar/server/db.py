@@ -106,7 +106,7 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     if url.startswith("sqlite"):
         return _open_sqlite(url)
     try:
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
     except Exception as exc:
         raise DatabaseError(
             f"cannot open database {url.rsplit('@', maxsplit=1)[-1]}: {exc}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, case, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,47 +65,50 @@ _FLOOR = cast(Table, ChannelFloor.__table__)
 
 # Statements are built once: building and cache-keying a statement costs more than running it.
 _THIS_IA = (_IA.c.instance_id == bindparam("machine"), _IA.c.application_id == bindparam("app"))
-_SELECT_GROUP = (
-    select(_GROUP, _CHANNEL.c.arch.label("channel_arch"), _PACKAGE.c.version)
+_SELECT_GROUP_AND_NODE = (
+    select(
+        _GROUP,
+        _CHANNEL.c.arch.label("channel_arch"),
+        _PACKAGE.c.version.label("package_version"),
+        _PACKAGE.c.url.label("package_url"),
+        _PACKAGE.c.hosted.label("package_hosted"),
+        exists()
+        .where(_FLOOR.c.channel_id == _GROUP.c.channel_id)
+        .correlate(_GROUP)
+        .label("has_floors"),
+        _IA.c.instance_id.label("ia_instance_id"),
+        _IA.c.group_id.label("ia_group_id"),
+        _IA.c.version.label("ia_version"),
+        _IA.c.status.label("ia_status"),
+        _IA.c.last_check_for_updates.label("ia_last_check"),
+        _IA.c.update_in_progress.label("ia_update_in_progress"),
+        _IA.c.rolled_back_from.label("ia_rolled_back_from"),
+        _IA.c.last_update_version.label("ia_last_update_version"),
+    )
     .select_from(
-        _GROUP.outerjoin(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id).outerjoin(
-            _PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id
-        )
+        _GROUP.outerjoin(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id)
+        .outerjoin(_PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id)
+        .outerjoin(_IA, and_(*_THIS_IA))
     )
     .where(_GROUP.c.id == bindparam("group"))
 )
-_SELECT_IA = select(
-    _IA.c.group_id,
-    _IA.c.version,
-    _IA.c.status,
-    _IA.c.last_check_for_updates,
-    _IA.c.update_in_progress,
-    _IA.c.rolled_back_from,
-    _IA.c.last_update_version,
-).where(*_THIS_IA)
 _SELECT_FLOORS = (
     select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
     .select_from(_FLOOR.join(_PACKAGE, _PACKAGE.c.id == _FLOOR.c.package_id))
     .join(_GROUP, _GROUP.c.channel_id == _FLOOR.c.channel_id)
     .where(_GROUP.c.id == bindparam("group"))
 )
-_SELECT_PACKAGE = (
-    select(_PACKAGE.c.url, _PACKAGE.c.hosted)
-    .select_from(_GROUP.join(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id))
-    .join(_PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id)
-    .where(_GROUP.c.id == bindparam("group"))
-)
 _INSERT_IA = _IA.insert()
-_REFRESH_IA = (
+_UPDATE_IA = (
     update(_IA)
     .where(*_THIS_IA)
     .values(
         version=bindparam("version"),
         group_id=bindparam("group"),
-        last_check_for_updates=bindparam("now"),
+        last_check_for_updates=bindparam("last_check"),
+        status=bindparam("status"),
     )
 )
-_ON_HOLD_IA = update(_IA).where(*_THIS_IA).values(status=bindparam("status"))
 _INSERT_HISTORY = _HISTORY.insert()
 # Instance attributes the node sent replace the stored ones; empty ones keep them (as the
 # ORM handler does), and an unchanged row is not rewritten.
@@ -136,8 +139,23 @@ class GroupView:
     application_id: str
     track: str
     arch: str | None  # the channel's; None: no channel
-    package_version: str | None
+    package_version: str | None  # the channel's package; None: no channel or no package
+    package_servable: bool
+    has_floors: bool
     policy: GroupPolicy
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """The node's row for this application, as it was before the request."""
+
+    group_id: str | None
+    version: str
+    status: int | None
+    last_check: datetime
+    update_in_progress: bool
+    rolled_back_from: str
+    last_update_version: str | None
 
 
 @dataclass(frozen=True)
@@ -188,22 +206,17 @@ class FastPath:
         if not machine or not is_valid(app.version) or app.extra.get("railcar_rolled_back"):
             raise Handoff
         conn = session.connection()
-        group = self._group(session, conn, request, app, app_id)
-        ia = conn.execute(_SELECT_IA, {"machine": machine, "app": app_id}).one_or_none()
+        group, ia = self._group_and_node(session, conn, request, app, app_id, machine)
         if ia is not None and ia.update_in_progress:
             raise Handoff  # events and re-serving of a granted update
         check: UpdateCheck | None = None
-        refused_on_hold = False
+        on_hold = False
         if app.updatecheck:
             # Decide before writing anything, so a hand-off finds the rows as they were.
-            refused_on_hold = self._refusal(session, conn, group, app, ia, now)
+            on_hold = self._refusal(session, conn, group, app, ia, now)
+            check = UpdateCheck("noupdate")
         if app.ping or app.updatecheck:
-            self._register(conn, group, app, machine, ip, ia, now)
-            if app.updatecheck:
-                if refused_on_hold and (ia is None or ia.status != InstanceStatus.ON_HOLD):
-                    version = ia.last_update_version if ia is not None else None
-                    self._on_hold(conn, machine, app_id, group.id, version, now)
-                check = UpdateCheck("noupdate")
+            self._register(conn, group, app, machine, ip, ia, now, on_hold=on_hold)
         self.answered += 1
         return AppResponse(
             app.appid, AppStatus.OK, ping=app.ping, updatecheck=check, events=len(app.events)
@@ -211,9 +224,15 @@ class FastPath:
 
     # -- lookups -------------------------------------------------------------------------------
 
-    def _group(
-        self, session: Session, conn: Connection, request: Request, app: AppRequest, app_id: str
-    ) -> GroupView:
+    def _group_and_node(
+        self,
+        session: Session,
+        conn: Connection,
+        request: Request,
+        app: AppRequest,
+        app_id: str,
+        machine: str,
+    ) -> tuple[GroupView, NodeView | None]:
         arch_hint = request.os.arch if request.os else ""
         key = (app_id, (app.track or "").strip(), f"{app.board}|{arch_hint}")
         cached = self._groups.get(key)
@@ -223,18 +242,35 @@ class FastPath:
             if found is None:
                 raise Handoff
             group_id = found.id
+            if len(self._groups) > MAX_CACHED_GROUPS:
+                self._groups.clear()
             self._groups[key] = (group_id, time.monotonic())
-        row = conn.execute(_SELECT_GROUP, {"group": group_id}).one_or_none()
+        row = conn.execute(
+            _SELECT_GROUP_AND_NODE, {"group": group_id, "machine": machine, "app": app_id}
+        ).one_or_none()
         if row is None or row.application_id != app_id:
             self._groups.pop(key, None)
             raise Handoff
-        return GroupView(
+        group = GroupView(
             id=row.id,
             application_id=row.application_id,
             track=row.track,
             arch=row.channel_arch,
-            package_version=row.version,
+            package_version=row.package_version,
+            package_servable=bool(row.package_url) or bool(row.package_hosted and self._hosted),
+            has_floors=bool(row.has_floors),
             policy=self._policy_of(row),
+        )
+        if row.ia_instance_id is None:
+            return group, None
+        return group, NodeView(
+            group_id=row.ia_group_id,
+            version=row.ia_version,
+            status=row.ia_status,
+            last_check=row.ia_last_check,
+            update_in_progress=bool(row.ia_update_in_progress),
+            rolled_back_from=row.ia_rolled_back_from,
+            last_update_version=row.ia_last_update_version,
         )
 
     def _next_step(self, conn: Connection, group: GroupView, current: Version) -> Step | None:
@@ -244,16 +280,16 @@ class FastPath:
         target = Version.parse(group.package_version)
         if current >= target:
             return None
-        rows = conn.execute(_SELECT_FLOORS, {"group": group.id}).all()
-        steps = sorted(
-            (r for r in rows if current < Version.parse(r.version) <= target),
-            key=lambda r: Version.parse(r.version),
-        )
-        if steps:
-            first = steps[0]
-            return Step(first.version, bool(first.url) or (first.hosted and self._hosted))
-        package = conn.execute(_SELECT_PACKAGE, {"group": group.id}).one()
-        return Step(group.package_version, bool(package.url) or (package.hosted and self._hosted))
+        if group.has_floors:
+            rows = conn.execute(_SELECT_FLOORS, {"group": group.id}).all()
+            steps = sorted(
+                (r for r in rows if current < Version.parse(r.version) <= target),
+                key=lambda r: Version.parse(r.version),
+            )
+            if steps:
+                first = steps[0]
+                return Step(first.version, bool(first.url) or bool(first.hosted and self._hosted))
+        return Step(group.package_version, group.package_servable)
 
     def _refusal(
         self,
@@ -261,7 +297,7 @@ class FastPath:
         conn: Connection,
         group: GroupView,
         app: AppRequest,
-        ia: Any,
+        ia: NodeView | None,
         now: datetime,
     ) -> bool:
         """``noupdate`` without a grant: returns whether the node goes On hold.
@@ -308,8 +344,10 @@ class FastPath:
         app: AppRequest,
         machine: str,
         ip: str,
-        ia: Any,
+        ia: NodeView | None,
         now: datetime,
+        *,
+        on_hold: bool,
     ) -> None:
         given = {
             "ip": ip,
@@ -323,7 +361,8 @@ class FastPath:
             {"id": machine, "hidden": False, "created_ts": now}
             | {k: (v or "") for k, v in given.items()},
         )
-        keys = {"machine": machine, "app": group.application_id}
+        hold = int(InstanceStatus.ON_HOLD)
+        new_status = on_hold and (ia is None or ia.status != hold)
         if ia is None:
             conn.execute(
                 _INSERT_IA,
@@ -335,37 +374,36 @@ class FastPath:
                     "last_check_for_updates": now,
                     "update_in_progress": False,
                     "rolled_back_from": "",
-                    "status": None,
+                    "status": hold if new_status else None,
                 },
             )
-        elif (
-            ia.version != app.version
-            or ia.group_id != group.id
-            or now - ia.last_check_for_updates >= self._refresh
-        ):
-            conn.execute(
-                _REFRESH_IA, keys | {"version": app.version, "group": group.id, "now": now}
+        else:
+            refresh = (
+                ia.version != app.version
+                or ia.group_id != group.id
+                or now - ia.last_check >= self._refresh
             )
-
-    @staticmethod
-    def _on_hold(
-        conn: Connection,
-        machine: str,
-        app_id: str,
-        group_id: str,
-        version: str | None,
-        now: datetime,
-    ) -> None:
-        status = int(InstanceStatus.ON_HOLD)
-        conn.execute(_ON_HOLD_IA, {"machine": machine, "app": app_id, "status": status})
-        conn.execute(
-            _INSERT_HISTORY,
-            {
-                "instance_id": machine,
-                "application_id": app_id,
-                "group_id": group_id,
-                "status": status,
-                "version": version or "",
-                "created_ts": now,
-            },
-        )
+            if refresh or new_status:
+                conn.execute(
+                    _UPDATE_IA,
+                    {
+                        "machine": machine,
+                        "app": group.application_id,
+                        "version": app.version,
+                        "group": group.id,
+                        "last_check": now if refresh else ia.last_check,
+                        "status": hold if new_status else ia.status,
+                    },
+                )
+        if new_status:
+            conn.execute(
+                _INSERT_HISTORY,
+                {
+                    "instance_id": machine,
+                    "application_id": group.application_id,
+                    "group_id": group.id,
+                    "status": hold,
+                    "version": (ia.last_update_version if ia is not None else None) or "",
+                    "created_ts": now,
+                },
+            )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import (
@@ -134,9 +134,11 @@ def resolve_group(session: Session, request: Request, app: AppRequest, app_id: s
 _ATTEMPTS = 3
 
 
-def _retryable(exc: IntegrityError | OperationalError) -> bool:
-    if isinstance(exc, IntegrityError):
-        return True
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError) or exc.connection_invalidated:
+        return True  # a race to create rows, or a pooled connection the server had closed
+    if not isinstance(exc, OperationalError):
+        return False
     text = str(exc.orig).lower()
     return "deadlock" in text or "could not serialize" in text or "database is locked" in text
 
@@ -171,9 +173,11 @@ class OmahaHandler:
         for attempt in range(_ATTEMPTS):
             try:
                 return self._handle_once(request, client_ip)
-            except (IntegrityError, OperationalError) as exc:
-                # Two requests of one machine racing to create its rows, or a deadlock the
-                # database broke: the transaction rolled back whole, so running it again is safe.
+            except DBAPIError as exc:
+                # Two requests of one machine racing to create its rows, a deadlock the
+                # database broke, or a dead pooled connection (no pre-ping: it costs a round
+                # trip per request): the transaction rolled back whole, so running it again
+                # is safe.
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
                     raise
         raise AssertionError("unreachable")
