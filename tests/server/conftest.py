@@ -126,7 +126,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return database_url(None, server.new_database())
 
 
-def make_fleet(db: Database, clock: Clock, *, fast_path: bool = True) -> Fleet:
+def make_fleet(
+    db: Database, clock: Clock, *, fast_path: bool = True, group_commit: bool = False
+) -> Fleet:
     """Flatcar's application with package 2.0.0 on channel stable and group Stable."""
     with db.write() as s:
         app = ensure_flatcar_application(s)
@@ -134,12 +136,17 @@ def make_fleet(db: Database, clock: Clock, *, fast_path: bool = True) -> Fleet:
         channel = create_channel(s, app, "stable", "amd64", package.id)
         group = create_group(s, app, "Stable", channel.id, track="stable")
         ids = group.id, channel.id
-    return Fleet(db, clock, OmahaHandler(db, clock=clock, fast_path=fast_path), *ids)
+    handler = OmahaHandler(db, clock=clock, fast_path=fast_path, group_commit=group_commit)
+    return Fleet(db, clock, handler, *ids)
 
 
-@pytest.fixture(params=["fast-path", "orm-only"])
+@pytest.fixture(params=["served", "orm-only"])
 def fleet(db_url: str, request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    """Every handler scenario runs with the Core fast path on and off: same answers, same rows."""
+    """Every handler scenario runs as the server runs it (Core fast path; group commit on
+    SQLite) and through the ORM alone: same answers, same rows."""
     db = open_database(db_url)
     db.create_schema()
-    yield make_fleet(db, Clock(), fast_path=request.param == "fast-path")
+    served = request.param == "served"
+    fleet = make_fleet(db, Clock(), fast_path=served, group_commit=served)
+    yield fleet
+    fleet.handler.close()

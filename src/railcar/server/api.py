@@ -7,6 +7,7 @@ Handlers are thin: they parse, call :mod:`railcar.server.updates` or
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -147,7 +148,9 @@ router = APIRouter(prefix="/api", responses=_ERRORS, dependencies=[Depends(_refu
 
 def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
-    handler = OmahaHandler(db, clock=settings.clock, hosted_base_url=settings.hosted_base_url)
+    handler = OmahaHandler(
+        db, clock=settings.clock, hosted_base_url=settings.hosted_base_url, group_commit=True
+    )
     metrics = ServerMetrics(db, settings.clock)
     app = FastAPI(title="Railcar update server", version=__version__)
     app.state.db, app.state.settings = db, settings
@@ -175,7 +178,11 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
             metrics.omaha_rejected.inc()
             return Response(f"{exc.message}\n", 400, media_type="text/plain")
         ip = client_ip(request)
-        answer = await run_in_threadpool(handler.handle, parsed, ip)
+        if handler.group_commit:
+            # SQLite: the group-commit writer thread answers; nothing blocks the event loop.
+            answer = await asyncio.wrap_future(handler.submit(parsed, ip))
+        else:
+            answer = await run_in_threadpool(handler.handle, parsed, ip)
         metrics.observe_omaha(parsed, answer, time.perf_counter() - started)
         return Response(encode_response(answer), media_type="text/xml")
 

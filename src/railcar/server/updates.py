@@ -17,6 +17,7 @@ The decision itself is :func:`railcar.server.policy.decide`; this module is the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -42,6 +43,7 @@ from railcar.omaha.model import (
     Package as OmahaPackage,
 )
 from railcar.release.version import Version, is_valid
+from railcar.server.batching import GroupCommit
 from railcar.server.db import QUIET, Database
 from railcar.server.fastpath import FastPath, Handoff
 from railcar.server.models import (
@@ -153,10 +155,17 @@ class OmahaHandler:
         clock: Callable[[], datetime] = utcnow,
         hosted_base_url: str | None = None,
         fast_path: bool = True,
+        group_commit: bool = False,
     ) -> None:
         """``fast_path=False`` answers everything through the ORM (the reference behaviour
-        the fast path is tested against)."""
+        the fast path is tested against); ``group_commit`` shares commits between queued
+        requests on SQLite (:mod:`railcar.server.batching`; ignored on PostgreSQL)."""
         self._db = db
+        self._batcher = (
+            GroupCommit(db, self._answer_in, self._handle_alone)
+            if group_commit and db.is_sqlite
+            else None
+        )
         self._use_fast_path = fast_path
         self._clock = clock
         self._hosted_base_url = hosted_base_url
@@ -170,6 +179,39 @@ class OmahaHandler:
         )
 
     def handle(self, request: Request, client_ip: str) -> Response:
+        """Answer ``request``, its writes committed before this returns."""
+        if self._batcher is not None:
+            return self._batcher.submit(request, client_ip).result()
+        return self._handle_alone(request, client_ip)
+
+    def submit(self, request: Request, client_ip: str) -> Future[Response]:
+        """:meth:`handle` without blocking the caller (for the event loop)."""
+        if self._batcher is not None:
+            return self._batcher.submit(request, client_ip)
+        future: Future[Response] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(self._handle_alone(request, client_ip))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    @property
+    def group_commit(self) -> bool:
+        return self._batcher is not None
+
+    @property
+    def batches_written(self) -> tuple[int, int]:
+        """(transactions, requests) the group commit wrote; (0, 0) without it."""
+        if self._batcher is None:
+            return 0, 0
+        return self._batcher.batches, self._batcher.requests
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def _handle_alone(self, request: Request, client_ip: str) -> Response:
         for attempt in range(_ATTEMPTS):
             try:
                 return self._handle_once(request, client_ip)
@@ -183,19 +225,28 @@ class OmahaHandler:
         raise AssertionError("unreachable")
 
     def _handle_once(self, request: Request, client_ip: str) -> Response:
-        now = self._clock()
-        apps: list[AppResponse] = []
         with self._db.write() as session:
-            fast = self._fast_answer(session, request, client_ip, now)
-            if fast is not None:
-                session.info[QUIET] = True
-                return fast
-            for app in request.apps:
-                response = _AppTransaction(session, request, app, client_ip, now, self).run()
-                apps.append(response)
-                if response.status != AppStatus.OK:
-                    break  # as Nebraska: stop at the first app it cannot serve
-        return Response(tuple(apps))
+            response, quiet = self._answer_in(session, request, client_ip)
+            session.info[QUIET] = quiet
+        return response
+
+    def _answer_in(
+        self, session: Session, request: Request, client_ip: str
+    ) -> tuple[Response, bool]:
+        """Answer inside ``session``'s transaction; flushed, not committed. The flag says
+        the answer changed nothing that others cache (the fast path answered it)."""
+        now = self._clock()
+        fast = self._fast_answer(session, request, client_ip, now)
+        if fast is not None:
+            return fast, True
+        apps: list[AppResponse] = []
+        for app in request.apps:
+            response = _AppTransaction(session, request, app, client_ip, now, self).run()
+            apps.append(response)
+            if response.status != AppStatus.OK:
+                break  # as Nebraska: stop at the first app it cannot serve
+        session.flush()  # what comes next in this transaction reads with Core
+        return Response(tuple(apps)), False
 
     def _fast_answer(
         self, session: Session, request: Request, client_ip: str, now: datetime
