@@ -8,6 +8,7 @@ dbus-monitor.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import shutil
@@ -42,6 +43,7 @@ SYSTEM_LIKE_BUS = """<busconfig>
   <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
+    <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
     <allow send_type="signal"/>
@@ -130,7 +132,7 @@ class FakeAgent:
             idle = self._snapshot.current_operation == UpdateStatus.IDLE
         if idle:
             for step in self.script:
-                self._driver.put(lambda s=step: self._publish(s))
+                self._driver.put(functools.partial(self._publish, step))
 
     def reset_status(self) -> None:
         with self._lock:
