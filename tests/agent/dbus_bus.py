@@ -23,26 +23,30 @@ from pathlib import Path
 from railcar.agent.errors import TransitionError
 from railcar.agent.machine import UpdateStatus
 from railcar.agent.status import StatusListener, StatusSnapshot
+from tests.servers import stop
+
+_HEAD = """<busconfig>
+  <type>{kind}</type>
+  <listen>{{listen}}</listen>
+  <auth>EXTERNAL</auth>
+"""
 
 # A session-like bus: anyone may own and call anything (the policy test has its own config).
-OPEN_BUS = """<busconfig>
-  <type>session</type>
-  <listen>{listen}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+OPEN_BUS = (
+    _HEAD.format(kind="session")
+    + """  <policy context="default">
     <allow own="*"/>
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
   </policy>
 </busconfig>
 """
+)
 
 # Shaped like Debian's system.conf: deny by default, then the service's own policy included.
-SYSTEM_LIKE_BUS = """<busconfig>
-  <type>system</type>
-  <listen>{listen}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+SYSTEM_LIKE_BUS = (
+    _HEAD.format(kind="system")
+    + """  <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
@@ -60,6 +64,7 @@ SYSTEM_LIKE_BUS = """<busconfig>
   <include>{include}</include>
 </busconfig>
 """
+)
 
 
 @contextmanager
@@ -85,12 +90,7 @@ def dbus_daemon(config: str, **fields: str) -> Iterator[str]:
             raise RuntimeError(f"dbus-daemon did not start: {proc.stderr.read()[-2000:]}")
         yield address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -101,6 +101,17 @@ IDLE = StatusSnapshot(
     new_version="0.0.0.0",
     new_size=0,
     running_version="4081.2.0",
+)
+
+DOWNLOADING = replace(
+    IDLE,
+    last_checked_time=1_764_111_600,
+    progress=0.375,
+    current_operation=UpdateStatus.DOWNLOADING,
+    new_version="4152.0.0",
+    new_size=457_179_136,
+    rolled_back_from=("4100.0.0",),
+    last_error_code=13,
 )
 
 _RESETTABLE = (UpdateStatus.IDLE, UpdateStatus.UPDATED_NEED_REBOOT)

@@ -19,19 +19,12 @@ from click.testing import CliRunner, Result
 from railcar.agent import dbus_names as n
 from railcar.agent.dbus import DbusFrontEnd
 from railcar.agent.machine import UpdateStatus
-from railcar.agent.status import StatusSnapshot
 from railcar.cli import cli
+from tests.agent.dbus_bus import DOWNLOADING as SAMPLE
 from tests.agent.dbus_bus import IDLE, OPEN_BUS, FakeAgent, dbus_daemon
 
 BIN = Path(sys.executable).parent
-DOWNLOADING = StatusSnapshot(
-    last_checked_time=1_764_111_600,
-    progress=0.5,
-    current_operation=UpdateStatus.DOWNLOADING,
-    new_version="4152.0.0",
-    new_size=457_179_136,
-    running_version="4081.2.0",
-)
+DOWNLOADING = replace(SAMPLE, progress=0.5, rolled_back_from=(), last_error_code=0)
 UE_STATUS = (
     "LAST_CHECKED_TIME=1764111600\nPROGRESS=0.500000\nCURRENT_OP=UPDATE_STATUS_DOWNLOADING\n"
     "NEW_VERSION=4152.0.0\nNEW_SIZE=457179136\n"

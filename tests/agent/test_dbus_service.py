@@ -16,19 +16,7 @@ from railcar.agent import dbus_names as n
 from railcar.agent.dbus import DbusFrontEnd
 from railcar.agent.errors import BusError
 from railcar.agent.machine import UpdateStatus
-from railcar.agent.status import StatusSnapshot
-from tests.agent.dbus_bus import IDLE, OPEN_BUS, FakeAgent, dbus_daemon
-
-DOWNLOADING = StatusSnapshot(
-    last_checked_time=1_764_111_600,
-    progress=0.375,
-    current_operation=UpdateStatus.DOWNLOADING,
-    new_version="4152.0.0",
-    new_size=457_179_136,
-    running_version="4081.2.0",
-    rolled_back_from=("4100.0.0",),
-    last_error_code=13,
-)
+from tests.agent.dbus_bus import DOWNLOADING, IDLE, OPEN_BUS, FakeAgent, dbus_daemon
 
 
 @pytest.fixture(scope="session")

@@ -106,14 +106,32 @@ def status(bus: str, bus_name: str, json_output: bool) -> None:
         click.echo(_human(snapshot, details))
 
 
-@click.command("check")
-@bus_option
-@name_option
-def check(bus: str, bus_name: str) -> None:
-    """Ask the agent to check for an update now (AttemptUpdate); return at once."""
-    with AgentClient(bus, name=bus_name) as client:
-        client.attempt_update()
-    click.echo("update check requested", err=True)
+def _request(name: str, call: Callable[[AgentClient], None], done: str, doc: str) -> click.Command:
+    """A sub-command that makes one call to the agent and says so on stderr."""
+
+    @click.command(name, help=doc)
+    @bus_option
+    @name_option
+    def command(bus: str, bus_name: str) -> None:
+        with AgentClient(bus, name=bus_name) as client:
+            call(client)
+        click.echo(done, err=True)
+
+    return command
+
+
+check = _request(
+    "check",
+    AgentClient.attempt_update,
+    "update check requested",
+    "Ask the agent to check for an update now (AttemptUpdate); return at once.",
+)
+reset_status = _request(
+    "reset-status",
+    AgentClient.reset_status,
+    "status reset to idle",
+    "Set the agent back to IDLE (ResetStatus); refused while an update is in progress.",
+)
 
 
 @click.command("update")
@@ -151,16 +169,6 @@ def update(bus: str, bus_name: str, json_output: bool, interval: float) -> None:
         click.echo(f"update to {outcome.final.new_version} installed; reboot needed", err=True)
     else:
         click.echo("no update available", err=True)
-
-
-@click.command("reset-status")
-@bus_option
-@name_option
-def reset_status(bus: str, bus_name: str) -> None:
-    """Set the agent back to IDLE (ResetStatus); refused while an update is in progress."""
-    with AgentClient(bus, name=bus_name) as client:
-        client.reset_status()
-    click.echo("status reset to idle", err=True)
 
 
 @click.command("watch")
