@@ -218,3 +218,35 @@ def test_an_unreachable_bus_is_one_clear_line() -> None:
         "railcar: error: cannot connect to D-Bus bus 'unix:path=/nonexistent/bus': "
         "[Errno 2] No such file or directory"
     )
+
+
+def test_dash_update_polls_until_need_reboot_like_update_engine_client(
+    bus: str, fake: FakeAgent
+) -> None:
+    fake.script = [
+        replace(DOWNLOADING, current_operation=UpdateStatus.CHECKING_FOR_UPDATE),
+        replace(DOWNLOADING, current_operation=UpdateStatus.UPDATED_NEED_REBOOT),
+    ]
+    result = run("-update", bus=bus)  # one 5 s poll, as update_engine_client waits
+    assert result.exit_code == 0, result.output
+    assert result.stdout == UE_STATUS.replace("DOWNLOADING", "UPDATED_NEED_REBOOT")
+    assert fake.attempts == 1
+
+
+def test_watch_ends_when_the_agent_leaves_the_bus(bus: str) -> None:
+    agent = FakeAgent()
+    front = DbusFrontEnd(agent, bus).start()
+    proc = subprocess.Popen(
+        [str(BIN / "railcar"), "agent", "watch", "--bus", bus],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("UPDATE_STATUS_IDLE ")  # subscribed
+    front.close()
+    agent.close()
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read().splitlines()[0] == (
+        f"railcar: error: the update agent left D-Bus bus '{bus}' ({n.BUS_NAME} has no owner now)"
+    )

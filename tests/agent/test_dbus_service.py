@@ -14,8 +14,10 @@ import pytest
 
 from railcar.agent import dbus_names as n
 from railcar.agent.dbus import DbusFrontEnd
+from railcar.agent.dbus_client import AgentClient
 from railcar.agent.errors import BusError
 from railcar.agent.machine import UpdateStatus
+from railcar.agent.status import StatusSnapshot
 from tests.agent.dbus_bus import DOWNLOADING, IDLE, OPEN_BUS, FakeAgent, dbus_daemon
 
 
@@ -247,3 +249,40 @@ def test_closing_releases_both_names_and_a_second_owner_is_refused(
 def test_an_unreachable_bus_is_a_clear_error(fake: FakeAgent) -> None:
     with pytest.raises(BusError, match=r"cannot serve the agent on D-Bus bus 'unix:path=/nonex"):
         DbusFrontEnd(fake, "unix:path=/nonexistent/bus").start()
+
+
+def test_losing_the_bus_is_reported_once(fake: FakeAgent) -> None:
+    failures: list[BusError] = []
+    reported = threading.Event()
+
+    def on_failure(error: BusError) -> None:
+        failures.append(error)
+        reported.set()
+
+    with dbus_daemon(OPEN_BUS) as own_bus:
+        front = DbusFrontEnd(fake, own_bus, on_failure=on_failure).start()
+        assert fake.listeners == 1
+    assert reported.wait(timeout=60)  # the daemon is gone
+    assert front.failure is failures[0]
+    assert failures[0].message.startswith(f"lost the D-Bus bus {own_bus!r}: ")
+    assert fake.listeners == 0
+    fake.set(DOWNLOADING)  # the driver goes on; nobody is told, nothing breaks
+    front.close()
+    assert len(failures) == 1
+
+
+@pytest.mark.usefixtures("served")
+def test_a_burst_of_progress_steps_arrives_complete_and_in_order(bus: str, fake: FakeAgent) -> None:
+    steps = [replace(DOWNLOADING, progress=i / 500) for i in range(1, 501)]
+    with AgentClient(bus) as client:
+        updates = client.updates()
+        burst = threading.Thread(target=_publish_all, args=(fake, steps))
+        burst.start()  # the driver thread publishes while the bus loop emits
+        seen = [updates.next(timeout=30) for _ in steps]
+        burst.join()
+    assert [s.progress if s else None for s in seen] == [s.progress for s in steps]
+
+
+def _publish_all(fake: FakeAgent, steps: list[StatusSnapshot]) -> None:
+    for step in steps:
+        fake.set(step)

@@ -199,7 +199,10 @@ class DbusFrontEnd:
     ``bus`` is ``"system"`` (update_engine's, the default), ``"session"`` or a D-Bus address
     (``unix:path=…`` / ``unix:abstract=…``, as tests use). :meth:`start` returns once every name
     in ``names`` is owned, or raises :class:`~railcar.agent.errors.BusError`; :meth:`close`
-    releases them (by closing the connection) and joins the thread.
+    releases them (by closing the connection) and joins the thread. Should the bus go away
+    while serving (dbus-daemon restarted), the front end unsubscribes, records the error in
+    :attr:`failure` and calls ``on_failure`` with it (on the bus thread); update_engine exits
+    then and systemd restarts it, and ``railcar agent run`` may do the same.
     """
 
     def __init__(
@@ -208,10 +211,13 @@ class DbusFrontEnd:
         bus: str = n.SYSTEM_BUS,
         *,
         names: tuple[str, ...] = (n.BUS_NAME, n.RAILCAR_BUS_NAME),
+        on_failure: Callable[[BusError], None] | None = None,
     ) -> None:
         self._control = control
         self._bus = bus
         self._names = names
+        self._on_failure = on_failure
+        self.failure: BusError | None = None  # why serving ended, if not by close()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -274,15 +280,26 @@ class DbusFrontEnd:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start(), or logged once running
+        except BaseException as exc:  # reported to start(), or to on_failure once running
             if not self._ready.is_set():
                 self._failure = exc
             else:
-                log.error("D-Bus front end stopped: %s", exc)
+                self._lost(exc)
         finally:
             with self._lock:
                 self._loop = None
             self._ready.set()
+
+    def _lost(self, exc: BaseException) -> None:
+        with self._lock:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        failure = exc if isinstance(exc, BusError) else BusError(f"D-Bus front end failed: {exc}")
+        self.failure = failure
+        log.error("%s", failure.message)
+        if self._on_failure is not None:
+            self._on_failure(failure)
 
     async def _serve(self) -> None:
         conn = await open_dbus_connection(n.bus_for_jeepney(self._bus))
@@ -307,10 +324,14 @@ class DbusFrontEnd:
             stopper.cancel()
             for task in workers:
                 if task.done() and task.exception() is not None:
-                    raise BusError(f"D-Bus connection to {self._bus!r} failed: {task.exception()}")
+                    raise BusError(
+                        f"lost the D-Bus bus {self._bus!r}: "
+                        f"{task.exception()!r}; the agent is no longer on the bus"
+                    )
                 task.cancel()
         finally:
-            await conn.close()
+            with contextlib.suppress(OSError):
+                await conn.close()
 
     async def _own(self, conn: DBusConnection, name: str) -> None:
         await conn.send(message_bus.RequestName(name, _DO_NOT_QUEUE))

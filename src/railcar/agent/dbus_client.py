@@ -22,6 +22,7 @@ from railcar.agent.errors import BusError, CallError, DbusError, NoAgentError
 from railcar.agent.machine import UpdateStatus
 from railcar.agent.status import StatusSnapshot
 
+_BUS = "org.freedesktop.DBus"
 _NO_OWNER = (n.ERROR_SERVICE_UNKNOWN, n.ERROR_NAME_HAS_NO_OWNER)
 _NOT_RAILCAR = (n.ERROR_UNKNOWN_METHOD, "org.freedesktop.DBus.Error.UnknownInterface")
 
@@ -170,19 +171,43 @@ class StatusUpdates:
         local_rule = MatchRule(
             type="signal", path=n.OBJECT_PATH, interface=n.INTERFACE, member=n.STATUS_UPDATE
         )
+        # The bus tells us when the agent's name changes hands (e.g. the agent stops).
+        owner_rule = MatchRule(
+            type="signal",
+            sender=_BUS,
+            path="/org/freedesktop/DBus",
+            interface=_BUS,
+            member="NameOwnerChanged",
+        )
+        owner_rule.add_arg_condition(0, client.name)
         self._queue: deque[Any] = deque()
-        self._filter = client.connection.filter(local_rule, queue=self._queue)
+        self._filters = [
+            client.connection.filter(rule, queue=self._queue) for rule in (local_rule, owner_rule)
+        ]
         client._bus_call(message_bus.AddMatch(bus_rule))
+        client._bus_call(message_bus.AddMatch(owner_rule))
 
     def next(self, timeout: float | None = None) -> StatusSnapshot | None:
-        """The next signal's status, or None when ``timeout`` seconds pass without one."""
-        try:
-            msg = self._client.connection.recv_until_filtered(self._queue, timeout=timeout)
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            raise BusError(f"lost the D-Bus bus {self._client.bus!r}: {exc}") from exc
-        return snapshot_from_body(tuple(msg.body))
+        """The next signal's status, or None when ``timeout`` seconds pass without one.
+
+        Raises :class:`NoAgentError` when the agent leaves the bus.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                msg = self._client.connection.recv_until_filtered(self._queue, timeout=left)
+            except TimeoutError:
+                return None
+            except OSError as exc:
+                raise BusError(f"lost the D-Bus bus {self._client.bus!r}: {exc}") from exc
+            if msg.header.fields.get(HeaderFields.member) != "NameOwnerChanged":
+                return snapshot_from_body(tuple(msg.body))
+            if not msg.body[2]:
+                raise NoAgentError(
+                    f"the update agent left D-Bus bus {self._client.bus!r} "
+                    f"({self._client.name} has no owner now)"
+                )
 
     def __iter__(self) -> Iterator[StatusSnapshot]:
         while True:
@@ -191,7 +216,8 @@ class StatusUpdates:
                 yield snapshot
 
     def close(self) -> None:
-        self._filter.close()
+        for handle in self._filters:
+            handle.close()
 
 
 @dataclass(frozen=True)
