@@ -133,11 +133,11 @@ class _Service:
         interface = fields.get(HeaderFields.interface)
         member = str(fields.get(HeaderFields.member, ""))
         signature = str(fields.get(HeaderFields.signature, ""))
-        if interface == n.DBUS_INTROSPECTABLE and member == "Introspect":
+        if interface in (n.DBUS_INTROSPECTABLE, None) and member == "Introspect":
             if path == n.OBJECT_PATH or _is_ancestor(path):
                 return ("s", (_introspection(path),))
             raise _RefusedError(n.ERROR_UNKNOWN_OBJECT, f"no object at {path}")
-        if interface == n.DBUS_PEER and member == "Ping":
+        if interface in (n.DBUS_PEER, None) and member == "Ping":
             return ("", ())
         if path != n.OBJECT_PATH:
             raise _RefusedError(

@@ -229,6 +229,9 @@ def _ue_signal_block(snapshot: StatusSnapshot) -> str:
 
 def run_update_engine_client(bus: str, **flags: bool) -> int:
     """update_engine_client's main(): the first flag in its order wins; returns the exit code."""
+    if not any(flags.values()):  # update_engine_client does nothing and exits 0
+        click.echo("nothing to do (see --help)", err=True)
+        return 0
     with AgentClient(bus) as client:
         if flags.get("reset_status"):
             client.reset_status()
