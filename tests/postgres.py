@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.servers import stop
+
 
 def _bin(name: str) -> str:
     candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
@@ -113,11 +115,6 @@ def postgres_server() -> Iterator[PostgresServer]:
                 time.sleep(0.2)
         yield PostgresServer(port, itertools.count())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
         shutil.rmtree(base, ignore_errors=True)

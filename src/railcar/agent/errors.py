@@ -7,9 +7,13 @@
         ├── ConfigError            update.conf or the release file: bad line, bad value,
         │                          missing key (carries ``source`` and ``line``)
         ├── IdentityError          machine id, boot id or OEM release not in the expected form
-        └── TransitionError        an input the state machine does not accept in its status
-                                   (a driver bug or a D-Bus call to refuse, e.g. ResetStatus
-                                   while downloading)
+        ├── TransitionError        an input the state machine does not accept in its status
+        │                          (a driver bug or a D-Bus call to refuse, e.g. ResetStatus
+        │                          while downloading)
+        └── DbusError              the D-Bus front end or its client (ADR 0009)
+            ├── BusError           the bus cannot be reached, or a name cannot be owned
+            ├── NoAgentError       nobody owns the agent's name on the bus
+            └── CallError          the agent answered a call with a D-Bus error (``name``)
 
 Messages name the file (and line) and say what was expected and what was found.
 """
@@ -41,3 +45,23 @@ class IdentityError(AgentError):
 
 class TransitionError(AgentError):
     """The state machine does not accept this input in its current status."""
+
+
+class DbusError(AgentError):
+    """The agent's D-Bus front end or client could not do its work."""
+
+
+class BusError(DbusError):
+    """The bus cannot be reached, or the agent's well-known name cannot be owned."""
+
+
+class NoAgentError(DbusError):
+    """Nobody owns the agent's name on the bus: no agent (or update_engine) is running."""
+
+
+class CallError(DbusError):
+    """The agent answered a method call with a D-Bus error reply."""
+
+    def __init__(self, name: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.name = name
