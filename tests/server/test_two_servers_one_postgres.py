@@ -1,11 +1,14 @@
-"""Two real server processes on one PostgreSQL database, hit concurrently over loopback HTTP:
-the per-period limit still holds exactly."""
+"""Several real server processes on one PostgreSQL database — two `railcar server run`, one of
+them with `--workers 2` — hit concurrently over loopback HTTP: the per-period limit still holds
+exactly."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
@@ -24,20 +27,21 @@ from tests.server.conftest import package_spec
 from tests.server.test_admin_api import omaha_body
 from tests.servers import free_port, running
 
+RAILCAR = [sys.executable, "-m", "railcar"]
 
-def server_process(url: str) -> AbstractContextManager[str]:
+
+def server_process(url: str, *options: str) -> AbstractContextManager[str]:
     port = free_port()
     return running(
         [
-            sys.executable,
-            "-m",
-            "railcar",
+            *RAILCAR,
             "server",
             "run",
             "--db",
             url,
             "--listen",
             f"127.0.0.1:{port}",
+            *options,
         ],
         port,
     )
@@ -60,7 +64,10 @@ def test_limit_is_exact_across_two_server_processes(postgres: PostgresServer) ->
             policy=PolicySpec(max_updates_per_period=5, period_interval_s=3600),
         )
     with ExitStack() as stack:
-        servers = [stack.enter_context(server_process(url)) for _ in range(2)]
+        servers = [
+            stack.enter_context(server_process(url)),
+            stack.enter_context(server_process(url, "--workers", "2")),
+        ]
 
         def ask(i: int) -> int:
             with httpx.Client(timeout=30) as client:
@@ -78,3 +85,17 @@ def test_limit_is_exact_across_two_server_processes(postgres: PostgresServer) ->
     db.dispose()
     assert seen == 60
     assert granted == 5
+
+
+def test_sqlite_refuses_several_workers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    subprocess.run([*RAILCAR, "server", "init", "--data-dir", str(data)], check=True)
+    run = subprocess.run(
+        [*RAILCAR, "server", "run", "--data-dir", str(data), "--workers", "2"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "--workers needs --db postgresql" in run.stderr

@@ -8,6 +8,8 @@ Handlers are thin: they parse, call :mod:`railcar.server.updates` or
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -72,6 +74,8 @@ from railcar.server.schemas import (
 from railcar.server.stats import group_stats
 from railcar.server.updates import OmahaHandler, policy_of
 from railcar.server.vocab import InstanceStatus, Role
+
+WORKER_CONFIG_ENV = "RAILCAR_SERVER_WORKER_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,35 @@ Writer = Annotated[Session, Depends(_write_session)]
 CAN_READ = Depends(_role)
 CAN_WRITE = Depends(_admin_role)
 router = APIRouter(prefix="/api", responses=_ERRORS, dependencies=[Depends(_refuse_nul)])
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several server processes (``railcar server run --workers N``),
+    configured by the parent through :data:`WORKER_CONFIG_ENV` (JSON)."""
+    from railcar.server.db import open_database
+
+    config = json.loads(os.environ[WORKER_CONFIG_ENV])
+    app = create_app(
+        open_database(config["db"]),
+        ServerSettings(
+            omaha_secret=config.get("omaha_secret"),
+            hosted_base_url=config.get("hosted_base_url"),
+            package_dir=Path(config["package_dir"]) if config.get("package_dir") else None,
+        ),
+    )
+    limit_threads(app, int(config.get("threads", 40)))
+    return app
+
+
+def limit_threads(app: FastAPI, threads: int) -> None:
+    """How many threads answer database work (anyio's default thread limiter)."""
+
+    async def _threads() -> None:
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+    app.router.on_startup.append(_threads)
 
 
 def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,7 +278,14 @@ class RetentionJob:
     type=click.IntRange(1, 256),
     default=40,
     show_default=True,
-    help="Threads answering database work.",
+    help="Threads answering database work (per process).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes (PostgreSQL only: SQLite is served by one process).",
 )
 def run(
     data_dir: Path | None,
@@ -286,12 +295,12 @@ def run(
     public_url: str | None,
     retention_days: int,
     workers_threads: int,
+    workers: int,
 ) -> None:
     """Serve the Omaha endpoint, the admin API and /metrics until interrupted."""
-    import anyio.to_thread
     import uvicorn
 
-    from railcar.server.api import ServerSettings, create_app
+    from railcar.server.api import WORKER_CONFIG_ENV, ServerSettings, create_app, limit_threads
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -299,26 +308,47 @@ def run(
     db = _open(data_dir, db_url)
     if not db.has_schema():
         raise click.UsageError("the database has no schema yet: run 'railcar server init' first")
+    if workers > 1 and db.is_sqlite:
+        raise click.UsageError(
+            "--workers needs --db postgresql://…: SQLite is served by one process"
+        )
     db.create_schema()  # apply pending migrations
     base = public_url or f"http://{listen}"
     package_dir = data_dir / "packages" if data_dir else None
-    app = create_app(
-        db, ServerSettings(omaha_secret=omaha_secret, hosted_base_url=base, package_dir=package_dir)
+    settings = ServerSettings(
+        omaha_secret=omaha_secret, hosted_base_url=base, package_dir=package_dir
     )
-    retention = RetentionJob(db, retention_days, timedelta(hours=6))
+    retention = RetentionJob(db, retention_days, timedelta(hours=6))  # in this process only
     retention.start()
-
-    async def _threads() -> None:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = workers_threads
-
-    app.router.on_startup.append(_threads)
     click.echo(
         f"railcar server on http://{listen} (Omaha at /v1/update/"
-        f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs)",
+        f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs"
+        f"{f'; {workers} processes' if workers > 1 else ''})",
         err=True,
     )
+    options: dict[str, Any] = {"host": host, "port": int(port), "log_level": "warning"}
     try:
-        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+        if workers == 1:
+            app = create_app(db, settings)
+            limit_threads(app, workers_threads)
+            uvicorn.run(app, access_log=False, **options)
+        else:
+            os.environ[WORKER_CONFIG_ENV] = json.dumps(
+                {
+                    "db": db.engine.url.render_as_string(hide_password=False),
+                    "omaha_secret": omaha_secret,
+                    "hosted_base_url": base,
+                    "package_dir": None,
+                    "threads": workers_threads,
+                }
+            )
+            uvicorn.run(
+                "railcar.server.api:worker_app",
+                factory=True,
+                workers=workers,
+                access_log=False,
+                **options,
+            )
     finally:
         retention.stop()
         db.dispose()
