@@ -217,9 +217,11 @@ def measure(name: str, base: str, args: argparse.Namespace) -> dict[str, float]:
     return result
 
 
-def railcar_server(url: str, port: int, data_dir: Path | None) -> list[str]:
+def railcar_server(url: str, port: int, data_dir: Path | None, workers: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "railcar", "server", "run", "--listen", f"127.0.0.1:{port}"]
-    return [*cmd, "--db", url] if data_dir is None else [*cmd, "--data-dir", str(data_dir)]
+    if data_dir is not None:
+        return [*cmd, "--data-dir", str(data_dir)]
+    return [*cmd, "--db", url, "--workers", str(workers)]
 
 
 def main() -> None:
@@ -230,6 +232,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=370.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pg-workers", type=int, default=1, help="server processes on PostgreSQL")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     port = free_port()
@@ -258,7 +261,7 @@ def main() -> None:
         url = database_url(None, pg.new_database())
         seed(url)
         port = free_port()
-        with serve(railcar_server(url, port, None), port) as base:
+        with serve(railcar_server(url, port, None, args.pg_workers), port) as base:
             results["postgresql"] = measure("postgresql", base, args)
     for db in ("sqlite", "postgresql"):
         results[db]["ratio_vs_noupdate"] = (
