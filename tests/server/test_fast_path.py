@@ -31,16 +31,34 @@ MACHINES = [f"{n:032x}" for n in range(1, 25)]
 
 @contextmanager
 def statements(fleet: Fleet) -> Iterator[list[str]]:
+    """The statements the database itself received (SQLite's trace hook sees those the fast
+    path runs on the DBAPI cursor; on PostgreSQL every statement passes SQLAlchemy)."""
     seen: list[str] = []
+    engine = fleet.db.engine
 
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]).split()[0].upper())
+    def record(sql: str) -> None:
+        seen.append(sql.split(maxsplit=1)[0].upper())
 
-    event.listen(fleet.db.engine, "before_cursor_execute", record)
+    def on_cursor(*args: Any) -> None:
+        record(str(args[2]))
+
+    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
+        dbapi_conn.set_trace_callback(record)
+
+    sqlite = engine.dialect.name == "sqlite"
+    event.listen(
+        engine,
+        "checkout" if sqlite else "before_cursor_execute",
+        on_checkout if sqlite else on_cursor,
+    )
     try:
         yield seen
     finally:
-        event.remove(fleet.db.engine, "before_cursor_execute", record)
+        if sqlite:
+            event.remove(engine, "checkout", on_checkout)
+            engine.dispose()  # drop the traced connections
+        else:
+            event.remove(engine, "before_cursor_execute", on_cursor)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ from railcar.server.models import (
     Package,
 )
 from railcar.server.policy import GroupPolicy, GroupStats, decide, needs_stats
+from railcar.server.prepared import Prepared
 from railcar.server.stats import decision_stats
 from railcar.server.vocab import InstanceStatus
 
@@ -65,7 +66,7 @@ _FLOOR = cast(Table, ChannelFloor.__table__)
 
 # Statements are built once: building and cache-keying a statement costs more than running it.
 _THIS_IA = (_IA.c.instance_id == bindparam("machine"), _IA.c.application_id == bindparam("app"))
-_SELECT_GROUP_AND_NODE = (
+_SELECT_GROUP_AND_NODE = Prepared(
     select(
         _GROUP,
         _CHANNEL.c.arch.label("channel_arch"),
@@ -92,14 +93,35 @@ _SELECT_GROUP_AND_NODE = (
     )
     .where(_GROUP.c.id == bindparam("group"))
 )
-_SELECT_FLOORS = (
+_SELECT_FLOORS = Prepared(
     select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
     .select_from(_FLOOR.join(_PACKAGE, _PACKAGE.c.id == _FLOOR.c.package_id))
     .join(_GROUP, _GROUP.c.channel_id == _FLOOR.c.channel_id)
     .where(_GROUP.c.id == bindparam("group"))
 )
-_INSERT_IA = _IA.insert()
-_UPDATE_IA = (
+
+
+def _values(table: Table, *columns: str) -> dict[str, Any]:
+    """``VALUES`` of named parameters ``v_<column>`` (a column's own name is reserved)."""
+    return {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
+
+
+def _v(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{k}": v for k, v in values.items()}
+
+
+_IA_COLUMNS = (
+    "instance_id",
+    "application_id",
+    "group_id",
+    "version",
+    "last_check_for_updates",
+    "update_in_progress",
+    "rolled_back_from",
+    "status",
+)
+_INSERT_IA = Prepared(_IA.insert().values(_values(_IA, *_IA_COLUMNS)))
+_UPDATE_IA = Prepared(
     update(_IA)
     .where(*_THIS_IA)
     .values(
@@ -109,19 +131,29 @@ _UPDATE_IA = (
         status=bindparam("status"),
     )
 )
-_INSERT_HISTORY = _HISTORY.insert()
+_INSERT_HISTORY = Prepared(
+    _HISTORY.insert().values(
+        _values(
+            _HISTORY, "instance_id", "application_id", "group_id", "status", "version", "created_ts"
+        )
+    )
+)
 # Instance attributes the node sent replace the stored ones; empty ones keep them (as the
 # ORM handler does), and an unchanged row is not rewritten.
 _INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
 
 
-def _instance_upsert(insert: Callable[[Table], Any]) -> Any:
-    stmt = insert(_INSTANCE)
+def _instance_upsert(insert: Callable[[Table], Any]) -> Prepared:
+    stmt = insert(_INSTANCE).values(
+        _values(_INSTANCE, "id", "hidden", "created_ts", *_INSTANCE_ATTRS)
+    )
     new = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[_INSTANCE.c.id],
-        set_={a: case((new[a] != "", new[a]), else_=_INSTANCE.c[a]) for a in _INSTANCE_ATTRS},
-        where=or_(*((new[a] != "") & (new[a] != _INSTANCE.c[a]) for a in _INSTANCE_ATTRS)),
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=[_INSTANCE.c.id],
+            set_={a: case((new[a] != "", new[a]), else_=_INSTANCE.c[a]) for a in _INSTANCE_ATTRS},
+            where=or_(*((new[a] != "") & (new[a] != _INSTANCE.c[a]) for a in _INSTANCE_ATTRS)),
+        )
     )
 
 
@@ -245,9 +277,10 @@ class FastPath:
             if len(self._groups) > MAX_CACHED_GROUPS:
                 self._groups.clear()
             self._groups[key] = (group_id, time.monotonic())
-        row = conn.execute(
-            _SELECT_GROUP_AND_NODE, {"group": group_id, "machine": machine, "app": app_id}
-        ).one_or_none()
+        rows = _SELECT_GROUP_AND_NODE.rows(
+            conn, {"group": group_id, "machine": machine, "app": app_id}
+        )
+        row = rows[0] if rows else None
         if row is None or row.application_id != app_id:
             self._groups.pop(key, None)
             raise Handoff
@@ -281,7 +314,7 @@ class FastPath:
         if current >= target:
             return None
         if group.has_floors:
-            rows = conn.execute(_SELECT_FLOORS, {"group": group.id}).all()
+            rows = _SELECT_FLOORS.rows(conn, {"group": group.id})
             steps = sorted(
                 (r for r in rows if current < Version.parse(r.version) <= target),
                 key=lambda r: Version.parse(r.version),
@@ -356,26 +389,30 @@ class FastPath:
             "oem_version": app.oemversion,
             "aleph_version": app.alephversion,
         }
-        conn.execute(
-            _UPSERT_INSTANCE[conn.dialect.name],
-            {"id": machine, "hidden": False, "created_ts": now}
-            | {k: (v or "") for k, v in given.items()},
+        _UPSERT_INSTANCE[conn.dialect.name].run(
+            conn,
+            _v(
+                {"id": machine, "hidden": False, "created_ts": now}
+                | {k: (v or "") for k, v in given.items()}
+            ),
         )
         hold = int(InstanceStatus.ON_HOLD)
         new_status = on_hold and (ia is None or ia.status != hold)
         if ia is None:
-            conn.execute(
-                _INSERT_IA,
-                {
-                    "instance_id": machine,
-                    "application_id": group.application_id,
-                    "group_id": group.id,
-                    "version": app.version,
-                    "last_check_for_updates": now,
-                    "update_in_progress": False,
-                    "rolled_back_from": "",
-                    "status": hold if new_status else None,
-                },
+            _INSERT_IA.run(
+                conn,
+                _v(
+                    {
+                        "instance_id": machine,
+                        "application_id": group.application_id,
+                        "group_id": group.id,
+                        "version": app.version,
+                        "last_check_for_updates": now,
+                        "update_in_progress": False,
+                        "rolled_back_from": "",
+                        "status": hold if new_status else None,
+                    }
+                ),
             )
         else:
             refresh = (
@@ -384,8 +421,8 @@ class FastPath:
                 or now - ia.last_check >= self._refresh
             )
             if refresh or new_status:
-                conn.execute(
-                    _UPDATE_IA,
+                _UPDATE_IA.run(
+                    conn,
                     {
                         "machine": machine,
                         "app": group.application_id,
@@ -396,14 +433,16 @@ class FastPath:
                     },
                 )
         if new_status:
-            conn.execute(
-                _INSERT_HISTORY,
-                {
-                    "instance_id": machine,
-                    "application_id": group.application_id,
-                    "group_id": group.id,
-                    "status": hold,
-                    "version": (ia.last_update_version if ia is not None else None) or "",
-                    "created_ts": now,
-                },
+            _INSERT_HISTORY.run(
+                conn,
+                _v(
+                    {
+                        "instance_id": machine,
+                        "application_id": group.application_id,
+                        "group_id": group.id,
+                        "status": hold,
+                        "version": (ia.last_update_version if ia is not None else None) or "",
+                        "created_ts": now,
+                    }
+                ),
             )
