@@ -168,10 +168,10 @@ class Node:
             f"RAILCAR_RELEASE_VERSION={version}\nRAILCAR_RELEASE_BOARD=amd64-usr\n",
         )
 
-    def set_conf(self, extra: str = "") -> None:
+    def set_conf(self, extra: str = "", strategy: str = "off") -> None:
         self.write(
             "etc/railcar/update.conf",
-            f"SERVER={self.server_url}\nGROUP=stable\nREBOOT_STRATEGY=off\n{extra}",
+            f"SERVER={self.server_url}\nGROUP=stable\nREBOOT_STRATEGY={strategy}\n{extra}",
         )
 
     def new_boot(self) -> None:
