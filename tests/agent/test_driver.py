@@ -275,3 +275,11 @@ def test_health_gate_failure_reports_44_and_follows_the_strategy(tmp_path: Path)
     assert _kinds(rig) == [(3, 0, 44)]
     assert rig.rebooter.reasons == [RebootReason.BOOT_UNHEALTHY]
     assert str(driver.status().current_operation) == S + "IDLE"
+
+
+def test_reboot_strategy_reboot_reboots_after_the_install_is_reported(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.cfg = replace(rig.cfg, conf=replace(rig.cfg.conf, reboot_strategy=RebootStrategy.REBOOT))
+    rig.driver().run_once()
+    assert rig.rebooter.reasons == [RebootReason.UPDATE_INSTALLED]
+    assert _kinds(rig)[-1] == (3, 1, None)  # 3/1 went out first
