@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from railcar.agent.config import ConfigError
+from railcar.agent.errors import ConfigError
 from railcar.agent.health import (
     HealthPolicy,
     Observation,
