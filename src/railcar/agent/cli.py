@@ -9,16 +9,18 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from railcar.agent.install import DEFAULT_BOOT_DIR
-from railcar.agent.node import NodeError, NodeOptions, build_driver, split_words
 from railcar.agent.reboot import DEFAULT_REBOOT_COMMAND
 from railcar.agent.slots import Slot
 from railcar.agent.status import AgentControl, StatusSnapshot
 from railcar.clitools import RailcarGroup, emit_json, json_option
+
+if TYPE_CHECKING:  # the agent's IO stack loads only when an agent command runs
+    from railcar.agent.node import NodeOptions
 
 DEFAULT_STATE_DIR = Path("/var/lib/railcar")
 
@@ -126,6 +128,8 @@ def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(kwargs: dict[str, Any], **extra: Any) -> NodeOptions:
+    from railcar.agent.node import NodeOptions, split_words
+
     booted = kwargs.pop("booted_slot")
     return NodeOptions(
         state_dir=kwargs.pop("state_dir"),
@@ -169,6 +173,8 @@ def _log_to_stderr() -> None:
 )
 def run(once: bool, interval: int | None, initial_delay: float | None, **kwargs: Any) -> None:
     """Run the update agent: check, download, install into the other slot, switch."""
+    from railcar.agent.node import build_driver, split_words
+
     json_output = kwargs.pop("json_output")
     hook = split_words(kwargs.pop("postinstall_hook"))
     options = _options(
@@ -193,6 +199,8 @@ def run(once: bool, interval: int | None, initial_delay: float | None, **kwargs:
 @_node_options
 def commit(**kwargs: Any) -> None:
     """Run the health gate once; mark the booted slot good if it passes."""
+    from railcar.agent.node import NodeError, build_driver
+
     json_output = kwargs.pop("json_output")
     options = _options(kwargs)
     _log_to_stderr()

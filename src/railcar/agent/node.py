@@ -170,7 +170,11 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
     installer = Installer(
         locator, boot, keys, boot_dir=options.boot_dir, hook=hook, progress=NO_PROGRESS
     )
-    downloader = stack.enter_context(Downloader())
+    conf = config.conf
+    auth = None
+    if conf.download_user is not None:
+        auth = (conf.download_user, conf.download_password or "")
+    downloader = stack.enter_context(Downloader(auth=auth))
     io = DriverIO(
         load_config=load_config,
         exchange=_exchange,

@@ -1,0 +1,62 @@
+"""``railcar agent run|commit`` refuse bad input with one line and the right exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from railcar.agent.slots import Slot
+from railcar.cli import cli
+from tests.agent.node_env import Node
+from tests.conftest import KeyPair
+
+
+def _node(tmp_path: Path, keypair: KeyPair) -> Node:
+    return Node(tmp_path / "node", keypair, "http://127.0.0.1:9/v1/update/")
+
+
+def test_disk_needs_a_booted_slot(tmp_path: Path, keypair: KeyPair, cli_runner: CliRunner) -> None:
+    node = _node(tmp_path, keypair)
+    args = node.agent_args("run", Slot.A)[3:]
+    at = args.index("--booted-slot")
+    del args[at : at + 2]
+    done = cli_runner.invoke(cli, args)
+    assert done.exit_code == 1
+    assert done.output.splitlines()[0] == (
+        "railcar: error: --disk needs --booted-slot A|B (an image has no running /usr)"
+    )
+
+
+def test_no_trusted_key_is_one_clear_line(
+    tmp_path: Path, keypair: KeyPair, cli_runner: CliRunner
+) -> None:
+    node = _node(tmp_path, keypair)
+    args = ["agent", "commit", "--disk", str(node.disk), "--booted-slot", "A"]
+    args += ["--config-root", str(node.root), "--state-dir", str(node.state)]
+    done = cli_runner.invoke(cli, args)
+    assert done.exit_code == 1
+    assert "railcar: error: no trusted payload key: expected" in done.output
+    assert "hint: pass --trusted-key PEM" in done.output
+
+
+def test_bad_update_conf_names_the_line(
+    tmp_path: Path, keypair: KeyPair, cli_runner: CliRunner
+) -> None:
+    node = _node(tmp_path, keypair)
+    node.set_conf(strategy="etcd-lock")
+    args = node.agent_args("run", Slot.A)[3:]
+    done = cli_runner.invoke(cli, args)
+    assert done.exit_code == 1
+    assert "update.conf:3: REBOOT_STRATEGY: expected one of 'reboot', 'off'" in done.output
+
+
+def test_unreachable_server_is_an_error_event_not_a_crash(
+    tmp_path: Path, keypair: KeyPair, cli_runner: CliRunner
+) -> None:
+    node = _node(tmp_path, keypair)  # SERVER on the discard port: nothing listens
+    args = node.agent_args("run", Slot.A)[3:]
+    done = cli_runner.invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    assert '"last_error_code": 2000' in done.output  # update_engine: 2000 + HTTP status 0
+    assert '"current_operation": "UPDATE_STATUS_IDLE"' in done.output
