@@ -1,4 +1,4 @@
-"""Errors raised by the update agent's pure core.
+"""Errors raised by the update agent (the pure core's here; the IO modules' in their own).
 
 ::
 
@@ -7,9 +7,17 @@
         ├── ConfigError            update.conf or the release file: bad line, bad value,
         │                          missing key (carries ``source`` and ``line``)
         ├── IdentityError          machine id, boot id or OEM release not in the expected form
-        └── TransitionError        an input the state machine does not accept in its status
-                                   (a driver bug or a D-Bus call to refuse, e.g. ResetStatus
-                                   while downloading)
+        ├── TransitionError        an input the state machine does not accept in its status
+        │                          (a driver bug or a D-Bus call to refuse, e.g. ResetStatus
+        │                          while downloading)
+        ├── transport.OmahaExchangeError  the Omaha exchange failed (``code``)
+        ├── download.DownloadError        the payload download failed (``code``; subtree there)
+        ├── slots.SlotError               the disk's USR slots cannot be used (subtree there)
+        ├── install.InstallError          verify/install/switch failed (``code``)
+        │   └── install.PostinstallError  the post-install hook failed (5)
+        ├── prefs.PrefsError              the prefs directory cannot be written
+        ├── health.HealthProbeError       systemctl cannot be asked (the gate then fails)
+        └── node.NodeError                the node's disks or keys cannot be used as asked
 
 Messages name the file (and line) and say what was expected and what was found.
 """
