@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from railcar.agent.install import (
+    BootEntries,
     CommandHook,
     DeviceSlots,
     ImageSlots,
@@ -39,6 +40,25 @@ def _payload(tmp: Path, key: Path, *, kernel: bool = True) -> tuple[bytes, bytes
         tmp / "usr.img", tmp / "vmlinuz" if kernel else None, out, [FileKeySigner(key)]
     )
     return usr, vmlinuz, out
+
+
+def _installer(
+    image: Path,
+    boot: Boot,
+    keypair: KeyPair,
+    tmp_path: Path,
+    *,
+    hook: CommandHook | None = None,
+    entries: BootEntries | None = None,
+) -> Installer:
+    return Installer(
+        ImageSlots(image),
+        boot,
+        TrustedKeys.from_files([keypair.public]),
+        boot_dir=tmp_path / "boot",
+        hook=hook,
+        entries=entries,
+    )
 
 
 def _window(image: Path, slot: Slot) -> tuple[int, int]:
@@ -113,13 +133,7 @@ def test_hook_runs_after_the_write_and_before_the_switch(tmp_path: Path, keypair
     hook.write_text(f'#!/bin/sh\necho "$RAILCAR_SLOT $RAILCAR_NEW_VERSION $*" > {log}\n')
     hook.chmod(0o755)
     boot = Boot()
-    installer = Installer(
-        ImageSlots(image),
-        boot,
-        TrustedKeys.from_files([keypair.public]),
-        boot_dir=tmp_path / "boot",
-        hook=CommandHook([str(hook)]),
-    )
+    installer = _installer(image, boot, keypair, tmp_path, hook=CommandHook([str(hook)]))
     installer.install(payload, "2.0.0")
     assert boot.calls == ["unbootable B"]
     kernel = tmp_path / "boot" / "railcar" / "vmlinuz-b"
@@ -132,13 +146,8 @@ def test_failing_hook_fails_the_update_with_code_5(tmp_path: Path, keypair: KeyP
     image = make_image(tmp_path / "disk.img")
     _, _, payload = _payload(tmp_path, keypair.private)
     boot = Boot()
-    installer = Installer(
-        ImageSlots(image),
-        boot,
-        TrustedKeys.from_files([keypair.public]),
-        boot_dir=tmp_path / "boot",
-        hook=CommandHook(["sh", "-c", "echo oem hook broke >&2; exit 3"]),
-    )
+    hook = CommandHook(["sh", "-c", "echo oem hook broke >&2; exit 3"])
+    installer = _installer(image, boot, keypair, tmp_path, hook=hook)
     with pytest.raises(PostinstallError, match="exited with 3: oem hook broke") as caught:
         installer.install(payload, "2.0.0")
     assert caught.value.code == 5  # PostinstallRunnerError
@@ -154,13 +163,7 @@ def test_boot_entries_are_told_slot_kernel_and_version(tmp_path: Path, keypair: 
         def install(self, slot: Slot, kernel: Path, new_version: str) -> None:
             told.append((slot, kernel, new_version))
 
-    installer = Installer(
-        ImageSlots(image),
-        Boot(),
-        TrustedKeys.from_files([keypair.public]),
-        boot_dir=tmp_path / "boot",
-        entries=Entries(),
-    )
+    installer = _installer(image, Boot(), keypair, tmp_path, entries=Entries())
     done = installer.install(payload, "2.0.0")
     assert done.kernel is None  # the payload carries no kernel: none written
     assert not (tmp_path / "boot" / "railcar").exists()

@@ -50,6 +50,16 @@ def snapshot_json(snap: StatusSnapshot) -> dict[str, Any]:
     }
 
 
+def _dir_option(name: str, default: Path, help: str) -> Callable[[Any], Any]:
+    return click.option(
+        name,
+        type=click.Path(path_type=Path, file_okay=False),
+        default=default,
+        show_default=True,
+        help=help,
+    )
+
+
 def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -62,27 +72,17 @@ def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice([s.value for s in Slot]),
             help="The running slot (required with --disk; else found from /usr).",
         ),
-        click.option(
+        _dir_option(
             "--state-dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=DEFAULT_STATE_DIR,
-            show_default=True,
-            help="Prefs (STATE_DIR/prefs) and the download (STATE_DIR/download).",
+            DEFAULT_STATE_DIR,
+            "Prefs (STATE_DIR/prefs) and the download (STATE_DIR/download).",
         ),
-        click.option(
+        _dir_option(
             "--config-root",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=Path("/"),
-            show_default=True,
-            help="Prefix for /usr/share/railcar, /etc/railcar, /etc/flatcar and the ids.",
+            Path("/"),
+            "Prefix for /usr/share/railcar, /etc/railcar, /etc/flatcar and the ids.",
         ),
-        click.option(
-            "--boot-dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=DEFAULT_BOOT_DIR,
-            show_default=True,
-            help="Where BOOT_DIR/railcar/vmlinuz-a|b are written.",
-        ),
+        _dir_option("--boot-dir", DEFAULT_BOOT_DIR, "Where BOOT_DIR/railcar/vmlinuz-a|b go."),
         click.option(
             "--trusted-key",
             "trusted_keys",

@@ -38,10 +38,11 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from railcar.agent.disk import fsync_dir
 from railcar.agent.errors import AgentError
@@ -295,15 +296,8 @@ class Installer:
 
     def verify(self, payload: Path) -> None:
         """Signature check over the local file; nothing is written."""
-        try:
-            with open(payload, "rb") as f:
-                verify_signature(f, self.trusted)
-        except pe.PayloadError as exc:
-            raise InstallError(payload_error_code(exc), f"payload {payload}: {exc}") from exc
-        except OSError as exc:
-            raise InstallError(
-                ErrorCode.DOWNLOAD_WRITE_ERROR, f"cannot read payload {payload}: {exc.strerror}"
-            ) from exc
+        with _reading(payload) as f:
+            verify_signature(f, self.trusted)
 
     def install(self, payload: Path, new_version: str) -> Installed:
         """Steps 2–4 of the module docstring; the slot is left unbootable until :meth:`switch`."""
@@ -356,13 +350,20 @@ class Installer:
         return slot
 
 
-def _has_kernel(payload: Path) -> bool:
+@contextmanager
+def _reading(payload: Path) -> Iterator[BinaryIO]:
+    """The payload file open for reading; payload and read errors become InstallErrors."""
     try:
         with open(payload, "rb") as f:
-            return PayloadReader(f).layout.kernel_info is not None
+            yield f
     except pe.PayloadError as exc:
         raise InstallError(payload_error_code(exc), f"payload {payload}: {exc}") from exc
     except OSError as exc:
         raise InstallError(
             ErrorCode.DOWNLOAD_WRITE_ERROR, f"cannot read payload {payload}: {exc.strerror}"
         ) from exc
+
+
+def _has_kernel(payload: Path) -> bool:
+    with _reading(payload) as f:
+        return PayloadReader(f).layout.kernel_info is not None

@@ -348,6 +348,24 @@ def _idle(state: AgentState, *effects: Effect) -> Transition:
     )
 
 
+def _report_error(
+    state: AgentState, code: int, *, resumed: bool, http_status: int | None
+) -> Transition:
+    """Send 3/0/code|flags and wait in REPORTING_ERROR_EVENT for it to be delivered."""
+    flagged = error_code_with_flags(code, resumed=resumed, test_image=state.test_image)
+    error = _event(EventType.UPDATE_COMPLETE, EventResult.ERROR, flagged)
+    return Transition(
+        replace(
+            state,
+            status=UpdateStatus.REPORTING_ERROR_EVENT,
+            offer=None,
+            progress=0.0,
+            last_http_status=http_status,
+        ),
+        (_event_body(state, error),),
+    )
+
+
 def _refuse(state: AgentState, event: Input) -> TransitionError:
     return TransitionError(
         f"{type(event).__name__} is not accepted in {state.status.value}",
@@ -419,18 +437,7 @@ def step(state: AgentState, event: Input) -> Transition:
             if status is UpdateStatus.CHECKING_FOR_UPDATE and code == ErrorCode.ERROR:
                 # update_engine: the response handler's generic 1 means "no update"; no event.
                 return _idle(state, ScheduleNextCheck(http_status=http))
-            flagged = error_code_with_flags(code, resumed=resumed, test_image=state.test_image)
-            error = _event(EventType.UPDATE_COMPLETE, EventResult.ERROR, flagged)
-            return Transition(
-                replace(
-                    state,
-                    status=UpdateStatus.REPORTING_ERROR_EVENT,
-                    offer=None,
-                    progress=0.0,
-                    last_http_status=http,
-                ),
-                (_event_body(state, error),),
-            )
+            return _report_error(state, code, resumed=resumed, http_status=http)
         case ErrorReported() if status is UpdateStatus.REPORTING_ERROR_EVENT:
             return _idle(state, ScheduleNextCheck(http_status=state.last_http_status))
         case DownloadResumed(offer=offer) if status is UpdateStatus.IDLE:
@@ -439,12 +446,7 @@ def step(state: AgentState, event: Input) -> Transition:
                 (StartDownload(offer),),
             )
         case BootUnhealthy(code=code) if status is UpdateStatus.IDLE:
-            flagged = error_code_with_flags(code, resumed=False, test_image=state.test_image)
-            error = _event(EventType.UPDATE_COMPLETE, EventResult.ERROR, flagged)
-            return Transition(
-                replace(state, status=UpdateStatus.REPORTING_ERROR_EVENT, last_http_status=None),
-                (_event_body(state, error),),
-            )
+            return _report_error(state, code, resumed=False, http_status=None)
         case Reset() if status in (UpdateStatus.IDLE, UpdateStatus.UPDATED_NEED_REBOOT):
             effects: tuple[Effect, ...] = ()
             if status is UpdateStatus.UPDATED_NEED_REBOOT:
