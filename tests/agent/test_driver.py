@@ -283,3 +283,14 @@ def test_reboot_strategy_reboot_reboots_after_the_install_is_reported(tmp_path: 
     rig.driver().run_once()
     assert rig.rebooter.reasons == [RebootReason.UPDATE_INSTALLED]
     assert _kinds(rig)[-1] == (3, 1, None)  # 3/1 went out first
+
+
+def test_an_offer_for_the_running_version_is_not_resumed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    _left_by_a_killed_agent(rig, 1000)  # the offer of 2.0.0 …
+    rig.cfg = config(version="2.0.0")  # … but the node already runs 2.0.0 (cut, then rebooted)
+    rig.omaha.answers[:] = [noupdate(rig.cfg.release.appid)]
+    status = rig.driver().run_once()
+    assert str(status.current_operation) == S + "IDLE"
+    assert rig.fetcher.calls == [] and rig.installer.calls == []
+    assert p.load_offer(p.PrefsDir(tmp_path / "prefs")) is None

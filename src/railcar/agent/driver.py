@@ -344,7 +344,9 @@ class Driver:
         offer = p.load_offer(self.prefs)
         if offer is None or self.state.status is not UpdateStatus.IDLE:
             return
-        if offer.version in self.state.prefs.rolled_back_from:
+        if offer.version in self.state.prefs.rolled_back_from or (
+            offer.version == self.state.running_version  # installed, then cut before the marker
+        ):
             p.save_offer(self.prefs, None)
             return
         log.info("resuming the update to %s", offer.version)
