@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -19,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from click.testing import CliRunner
 
 from railcar.agent.slots import Slot
+from railcar.cli import cli
 from railcar.gpt import GptDisk, GptPrio, next_boot, prio_of
 from railcar.omaha.model import FLATCAR_APP_ID
 from railcar.payload import FileKeySigner, generate_payload
-from railcar.server.db import SQLITE_FILE
 from tests.conftest import KeyPair
 from tests.gpt.tools import FLATCAR_LAYOUT, MIB, cgpt_prio, make_image
 from tests.servers import free_port, running
@@ -37,13 +37,10 @@ ZERO = GptPrio()
 PAYLOAD_NAME = "railcar_production_update.gz"
 
 
-def railcar(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "railcar", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def railcar(*args: str | Path) -> tuple[int, str]:
+    """A ``railcar`` command in-process (the server itself runs as a subprocess)."""
+    done = CliRunner().invoke(cli, [str(a) for a in args])
+    return done.exit_code, done.output
 
 
 @dataclass(frozen=True)
@@ -89,23 +86,24 @@ class UpdateServer:
         return data
 
     def events(self, machine_id: str = MACHINE_ID) -> list[tuple[int, int, int | None, str]]:
-        """(type, result, error code, previous version) as the server stored them; the admin
-        API shows status and history but not the events' error codes."""
-        with sqlite3.connect(f"file:{self.data / SQLITE_FILE}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                "SELECT event_type, event_result, error_code, previous_version FROM event"
-                " WHERE instance_id = ? ORDER BY id",
-                (machine_id,),
-            ).fetchall()
-        return [(int(t), int(r), None if c is None else int(c), str(v)) for t, r, c, v in rows]
+        """(type, result, error code, previous version), oldest first, from the admin API."""
+        answer = httpx.get(
+            f"{self.base}/api/apps/{FLATCAR_APP_ID}/instances/{machine_id}/events",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        answer.raise_for_status()
+        return [
+            (e["event_type"], e["event_result"], e["error_code"], e["previous_version"])
+            for e in reversed(answer.json())
+        ]
 
 
 def publish(data: Path, payload: Path, version: str = NEW_VERSION) -> dict[str, Any]:
-    done = railcar(
+    code, out = railcar(
         "server", "publish", "--data-dir", data, "--file", payload, "--version", version, "--json"
     )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    assert code == 0, out
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -114,9 +112,9 @@ def update_server(
     data: Path, payload: Path | None, *, public_url: str | None = None, port: int | None = None
 ) -> Iterator[UpdateServer]:
     """The real server (``railcar server init|publish|run``) on loopback."""
-    init = railcar("server", "init", "--data-dir", data, "--json")
-    assert init.returncode == 0, init.stderr
-    token = json.loads(init.stdout)["admin_token"]
+    code, out = railcar("server", "init", "--data-dir", data, "--json")
+    assert code == 0, out
+    token = json.loads(out)["admin_token"]
     if payload is not None:
         publish(data, payload)
     port = port or free_port()
