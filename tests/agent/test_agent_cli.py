@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -60,3 +62,19 @@ def test_unreachable_server_is_an_error_event_not_a_crash(
     assert done.exit_code == 0, done.output
     assert '"last_error_code": 2000' in done.output  # update_engine: 2000 + HTTP status 0
     assert '"current_operation": "UPDATE_STATUS_IDLE"' in done.output
+
+
+def test_run_checks_on_its_interval_until_sigterm(tmp_path: Path, keypair: KeyPair) -> None:
+    node = _node(tmp_path, keypair)
+    args = [a for a in node.agent_args("run", Slot.A) if a != "--once"]
+    args += ["--initial-delay", "0", "--interval", "1"]
+    agent = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    assert agent.stderr is not None
+    checks = 0
+    for line in agent.stderr:
+        checks += "status UPDATE_STATUS_CHECKING_FOR_UPDATE" in line
+        if checks == 2:
+            break
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=60) == 0
+    assert checks == 2
