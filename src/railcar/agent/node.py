@@ -53,6 +53,8 @@ DEFAULT_KEY_PATHS = (
     Path("/usr/share/railcar/payload-key.pub.pem"),
     Path("/usr/share/update_engine/update-payload-key.pub.pem"),
 )
+# update_engine utils.cc IsOfficialBuild: a developer image has this file (spec §3.2).
+DEV_MODE_MARKER = Path("/root/.dev_mode")
 
 
 class NodeError(AgentError):
@@ -190,6 +192,8 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
         initial_delay=options.initial_delay,
         reboot_required=options.reboot_required,
         health=health_policy(options, config),
+        # update_engine utils.cc: a non-official image marks its error codes (flag bit 29).
+        test_image=(config_root / DEV_MODE_MARKER.relative_to("/")).exists(),
     )
     return Driver(io, settings)
 
