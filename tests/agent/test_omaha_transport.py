@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from railcar.agent.transport import OmahaClient, OmahaExchangeError, PayloadOffer, offer_from
+from railcar.agent.machine import Offer
+from railcar.agent.transport import OmahaClient, OmahaExchangeError, offer_from
 from railcar.omaha.model import (
     FLATCAR_APP_ID,
     AppRequest,
@@ -89,11 +90,12 @@ def test_check_offers_the_hosted_package(server: tuple[Api, str]) -> None:
     with OmahaClient(SERVER_URL, recording) as client:
         response = client.exchange(check_request())
     offer = offer_from(response, FLATCAR_APP_ID)
-    assert offer == PayloadOffer(
+    assert offer == Offer(
         version="2.0.0",
         urls=(f"http://testserver/packages/{package_id}/{FILENAME}",),
         size=len(PAYLOAD),
         sha256_b64=PAYLOAD_SHA256,
+        disable_backoff=True,
     )
     (request, status), *_ = recording.seen
     assert request.method == "POST" and status == 200

@@ -43,18 +43,14 @@ from railcar.omaha.model import (
     ERROR_FLAG_TEST_OMAHA_URL,
     ErrorCode,
     Event,
-    Manifest,
-    Package,
-    PostinstallAction,
 )
 
 S = UpdateStatus
 OFFER = Offer(
     version="4230.2.1",
-    urls=("https://pkg.example/4230.2.1/",),
-    manifest=Manifest(
-        "4230.2.1", (Package("flatcar_production_update.gz", 100),), PostinstallAction("aGFzaA==")
-    ),
+    urls=("https://pkg.example/4230.2.1/flatcar_production_update.gz",),
+    size=100,
+    sha256_b64="aGFzaA==",
 )
 SETTLED = Prefs(aleph_version="3815.2.0", previous_version="")
 

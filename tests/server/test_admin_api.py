@@ -152,6 +152,27 @@ def test_release_and_grant_over_http(api: Api) -> None:
     )
 
 
+def test_instance_events_show_error_codes(api: Api) -> None:
+    publish(api)
+    api.client.post("/v1/update/", content=omaha_body())  # granted: events now count
+    error = omaha_body().replace(
+        b'<ping active="1"></ping><updatecheck></updatecheck>',
+        b'<event eventtype="13" eventresult="1"></event>'
+        b'<event eventtype="3" eventresult="0" errorcode="268435477"></event>',
+    )
+    assert api.client.post("/v1/update/", content=error).status_code == 200
+    base = f"/api/apps/{FLATCAR_APP_ID}/instances"
+    events = api.client.get(f"{base}/{MACHINE}/events", headers=api.headers(Role.READ_ONLY))
+    assert [(e["event_type"], e["event_result"], e["error_code"]) for e in events.json()] == [
+        (3, 0, 268435477),  # newest first, flag bits kept (21 | TestOmahaUrl)
+        (13, 1, None),
+    ]
+    one = api.client.get(f"{base}/{MACHINE}/events?limit=1", headers=api.headers()).json()
+    assert len(one) == 1
+    missing = api.client.get(f"{base}/{'f' * 32}/events", headers=api.headers())
+    assert missing.status_code == 404
+
+
 def test_search_hide_delete_instances(api: Api) -> None:
     publish(api)
     for i, alias in enumerate(("web-01", "web-02", "db-01")):

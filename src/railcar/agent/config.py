@@ -14,6 +14,11 @@ even ``*_RELEASE_VERSION`` from ``/etc``; we keep that. Railcar's own ``/etc/rai
 the migrated ``/etc/flatcar`` so a file written for Railcar is never silently overridden by a
 leftover one.
 
+Railcar's own keys: ``REBOOT_STRATEGY`` (``reboot``/``off``, as locksmith reads it from the
+same files), ``HEALTH_CHECK_UNITS`` (units that must not have failed before a boot is committed,
+space or comma separated) and ``HEALTH_CHECK_TIMEOUT`` (seconds to wait for
+``boot-complete.target``); see :mod:`railcar.agent.health`.
+
 ``SERVER``: Railcar has no public update service, so there is no compiled-in default. Absent,
 empty or ``disabled`` (the value Flatcar's docs use, §5.1) means *checks disabled*; anything
 else must be an ``http(s)://`` URL or the file is rejected naming the line.
@@ -137,6 +142,8 @@ class UpdateConf:
     download_user: str | None = None
     download_password: str | None = None
     reboot_strategy: RebootStrategy = RebootStrategy.REBOOT
+    health_units: tuple[str, ...] = ()  # HEALTH_CHECK_UNITS: must not be failed to commit
+    health_timeout: int | None = None  # HEALTH_CHECK_TIMEOUT seconds; None: the default
 
     @property
     def checks_enabled(self) -> bool:
@@ -171,6 +178,18 @@ def update_conf(settings: Mapping[str, Setting]) -> UpdateConf:
                 f"REBOOT_STRATEGY: expected one of {expected}, found {strategy.value!r}",
                 hint="locksmith's etcd-lock and best-effort are not Railcar strategies",
             ) from None
+    timeout = settings.get("HEALTH_CHECK_TIMEOUT")
+    health_timeout = None
+    if timeout is not None and timeout.value:
+        if not timeout.value.isdigit() or int(timeout.value) == 0:
+            raise ConfigError(
+                timeout.source,
+                timeout.line,
+                f"HEALTH_CHECK_TIMEOUT: expected a positive number of seconds,"
+                f" found {timeout.value!r}",
+            )
+        health_timeout = int(timeout.value)
+    units = settings.get("HEALTH_CHECK_UNITS")
     group = settings.get("GROUP")
     user = settings.get("DOWNLOAD_USER")
     password = settings.get("DOWNLOAD_PASSWORD")
@@ -182,6 +201,8 @@ def update_conf(settings: Mapping[str, Setting]) -> UpdateConf:
         download_user=user.value if user is not None else None,
         download_password=password.value if password is not None else None,
         reboot_strategy=reboot,
+        health_units=tuple(units.value.replace(",", " ").split()) if units is not None else (),
+        health_timeout=health_timeout,
     )
 
 

@@ -1,8 +1,9 @@
-"""The real :class:`~railcar.agent.config.Files`: the only module of the agent's core that
-reads the disk."""
+"""The real :class:`~railcar.agent.config.Files` (the only reader of node files for the
+agent's core), and :func:`fsync_dir` for the IO modules that write."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -25,3 +26,12 @@ class DiskFiles:
 def load_node_config(root: Path = Path("/")) -> AgentConfig:
     """The agent's configuration from the running node."""
     return load_agent_config(DiskFiles(root), arch=platform.machine())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -147,13 +147,16 @@ class Downloader:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         attempts_per_url: int = DEFAULT_ATTEMPTS_PER_URL,
+        auth: tuple[str, str] | None = None,
     ) -> None:
+        """``auth``: update.conf DOWNLOAD_USER/DOWNLOAD_PASSWORD, sent as HTTP basic auth."""
         if attempts_per_url < 1:
             raise ValueError("attempts_per_url must be at least 1")
         self._attempts = attempts_per_url
         self._client = httpx.Client(
             transport=transport,
             timeout=timeout,
+            auth=auth,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
         )

@@ -1,4 +1,4 @@
-"""Errors raised by the update agent's pure core.
+"""Errors raised by the update agent (the pure core's here; the IO modules' in their own).
 
 ::
 
@@ -10,6 +10,14 @@
         ├── TransitionError        an input the state machine does not accept in its status
         │                          (a driver bug or a D-Bus call to refuse, e.g. ResetStatus
         │                          while downloading)
+        ├── transport.OmahaExchangeError  the Omaha exchange failed (``code``)
+        ├── download.DownloadError        the payload download failed (``code``; subtree there)
+        ├── slots.SlotError               the disk's USR slots cannot be used (subtree there)
+        ├── install.InstallError          verify/install/switch failed (``code``)
+        │   └── install.PostinstallError  the post-install hook failed (5)
+        ├── prefs.PrefsError              the prefs directory cannot be written
+        ├── health.HealthProbeError       systemctl cannot be asked (the gate then fails)
+        ├── node.NodeError                the node's disks or keys cannot be used as asked
         └── DbusError              the D-Bus front end or its client (ADR 0009)
             ├── BusError           the bus cannot be reached, or a name cannot be owned
             ├── NoAgentError       nobody owns the agent's name on the bus

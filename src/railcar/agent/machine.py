@@ -16,6 +16,8 @@ action pipeline (§3.1, ``update_attempter.cc`` ``BuildUpdateActions``)::
     any busy status ──Failed(code)──▶ REPORTING_ERROR_EVENT  send 3/0/code|flags
     REPORTING_ERROR_EVENT ──ErrorReported──▶ IDLE schedule next check
     IDLE|UPDATED_NEED_REBOOT ──Reset──▶ IDLE     remove /run/reboot-required
+    IDLE ──DownloadResumed──▶ UPDATE_AVAILABLE   after a restart: download the accepted offer
+    IDLE ──BootUnhealthy(code)──▶ REPORTING_ERROR_EVENT  health gate failed: send 3/0/code
 
 Invariants:
 
@@ -46,7 +48,7 @@ from railcar.omaha.model import (
     Event,
     EventResult,
     EventType,
-    Manifest,
+    Package,
 )
 
 # update_engine omaha_request_params: previous-version reads as this when the pref never existed.
@@ -90,11 +92,21 @@ class Prefs:
 
 @dataclass(frozen=True)
 class Offer:
-    """An accepted update (the parts of the response the driver acts on)."""
+    """An update offered in a response: what the driver downloads, checks and installs.
+
+    ``urls`` are the first package's full URLs (each codebase with the package name appended),
+    ``size`` and ``sha256_b64`` that package's size and the postinstall action's base64
+    SHA-256 (update_engine checks exactly these, spec §2.3). ``extra_packages`` are the further
+    ``<package>`` entries (sysext files, §6.8), which update_engine itself ignores;
+    ``poll_interval`` is the server's PollInterval sent with the offer."""
 
     version: str
     urls: tuple[str, ...]
-    manifest: Manifest
+    size: int
+    sha256_b64: str
+    disable_backoff: bool = False
+    extra_packages: tuple[Package, ...] = ()
+    poll_interval: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +177,24 @@ class Reset:
     pass
 
 
+@dataclass(frozen=True)
+class DownloadResumed:
+    """After a restart: carry on with the offer accepted before it (no new 13/1)."""
+
+    offer: Offer
+
+
+@dataclass(frozen=True)
+class BootUnhealthy:
+    """The health gate failed for the running slot: report ``code`` (no commit happened)."""
+
+    code: int
+
+
 Input = (
     CheckStarted
+    | DownloadResumed
+    | BootUnhealthy
     | NoUpdate
     | UpdateOffered
     | DownloadProgress
@@ -320,6 +348,24 @@ def _idle(state: AgentState, *effects: Effect) -> Transition:
     )
 
 
+def _report_error(
+    state: AgentState, code: int, *, resumed: bool, http_status: int | None
+) -> Transition:
+    """Send 3/0/code|flags and wait in REPORTING_ERROR_EVENT for it to be delivered."""
+    flagged = error_code_with_flags(code, resumed=resumed, test_image=state.test_image)
+    error = _event(EventType.UPDATE_COMPLETE, EventResult.ERROR, flagged)
+    return Transition(
+        replace(
+            state,
+            status=UpdateStatus.REPORTING_ERROR_EVENT,
+            offer=None,
+            progress=0.0,
+            last_http_status=http_status,
+        ),
+        (_event_body(state, error),),
+    )
+
+
 def _refuse(state: AgentState, event: Input) -> TransitionError:
     return TransitionError(
         f"{type(event).__name__} is not accepted in {state.status.value}",
@@ -391,20 +437,16 @@ def step(state: AgentState, event: Input) -> Transition:
             if status is UpdateStatus.CHECKING_FOR_UPDATE and code == ErrorCode.ERROR:
                 # update_engine: the response handler's generic 1 means "no update"; no event.
                 return _idle(state, ScheduleNextCheck(http_status=http))
-            flagged = error_code_with_flags(code, resumed=resumed, test_image=state.test_image)
-            error = _event(EventType.UPDATE_COMPLETE, EventResult.ERROR, flagged)
-            return Transition(
-                replace(
-                    state,
-                    status=UpdateStatus.REPORTING_ERROR_EVENT,
-                    offer=None,
-                    progress=0.0,
-                    last_http_status=http,
-                ),
-                (_event_body(state, error),),
-            )
+            return _report_error(state, code, resumed=resumed, http_status=http)
         case ErrorReported() if status is UpdateStatus.REPORTING_ERROR_EVENT:
             return _idle(state, ScheduleNextCheck(http_status=state.last_http_status))
+        case DownloadResumed(offer=offer) if status is UpdateStatus.IDLE:
+            return Transition(
+                replace(state, status=UpdateStatus.UPDATE_AVAILABLE, offer=offer, progress=0.0),
+                (StartDownload(offer),),
+            )
+        case BootUnhealthy(code=code) if status is UpdateStatus.IDLE:
+            return _report_error(state, code, resumed=False, http_status=None)
         case Reset() if status in (UpdateStatus.IDLE, UpdateStatus.UPDATED_NEED_REBOOT):
             effects: tuple[Effect, ...] = ()
             if status is UpdateStatus.UPDATED_NEED_REBOOT:

@@ -19,6 +19,8 @@ both scripts run first):
   gets successful 0, tries 1, then priority 2 and the other slot priority 1;
 * healthy boot (``ue:flatcar-setgoodroot``): ``cgpt add -S1 -T0 $(rootdev -s /usr);
   cgpt prioritize`` it;
+* before writing a slot: priority 0, tries 0, not successful (Railcar; see
+  :meth:`GptBootControl.mark_unbootable`);
 * failed boot: nothing here — GRUB's ``gptprio.next`` skips a slot with tries 0 and not
   successful, so the other slot boots (:meth:`BootControl.next_boot` predicts this).
 
@@ -117,6 +119,10 @@ class BootControl(Protocol):
         """Make ``slot`` boot next, once: S0 T1, then prioritize it (flatcar-postinst)."""
         ...
 
+    def mark_unbootable(self, slot: Slot) -> None:
+        """Take ``slot`` out of the boot order (P0 T0 S0) before its bytes are overwritten."""
+        ...
+
     def mark_booted_good(self) -> None:
         """Keep booting the running slot: S1 T0, then prioritize it (flatcar-setgoodroot)."""
         ...
@@ -189,13 +195,26 @@ class GptBootControl:
         self.disk.update(change)
 
     def mark_install_target(self, slot: Slot) -> None:
+        self._refuse_booted(slot)
+        # ue:flatcar-postinst: cgpt add -S0 -T1 DEV; cgpt prioritize DEV
+        self._mark(slot, tries=1, successful=False)
+
+    def mark_unbootable(self, slot: Slot) -> None:
+        # Railcar: update_engine overwrites the passive slot with its old attributes in place, so
+        # a slot that once booted (S1) could be picked by gptprio with half-written bytes; a
+        # priority of 0 is never chosen (spec §2.2), and prioritize leaves 0 alone.
+        self._refuse_booted(slot)
+        number = self._number(slot)
+        self.disk.update(
+            lambda entries: set_prio(entries, number, priority=0, tries=0, successful=False)
+        )
+
+    def _refuse_booted(self, slot: Slot) -> None:
         if slot is self.booted:
             raise BootedSlotTargetError(
                 f"refusing to install to slot {slot.value}: it is the booted slot,"
                 f" expected slot {other(slot).value}"
             )
-        # ue:flatcar-postinst: cgpt add -S0 -T1 DEV; cgpt prioritize DEV
-        self._mark(slot, tries=1, successful=False)
 
     def mark_booted_good(self) -> None:
         # ue:flatcar-setgoodroot: cgpt add -S1 -T0 $dev; cgpt prioritize $dev

@@ -15,8 +15,9 @@ tests pass the transport of a ``starlette.testclient.TestClient`` (``client._tra
 run against the server app in-process, or an ``httpx.MockTransport`` for failures the real
 server never produces.
 
-:func:`offer_from` is pure: it turns the app's ``<updatecheck>`` into an :class:`PayloadOffer` (None
-for ``noupdate``), raising code 34 for any other status, as update_engine ``ParseStatus`` does.
+:func:`offer_from` is pure: it turns the app's ``<updatecheck>`` into an
+:class:`~railcar.agent.machine.Offer` (None for ``noupdate``), raising code 34 for any other
+status, as update_engine ``ParseStatus`` does.
 
 Errors::
 
@@ -27,11 +28,10 @@ Errors::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 
 from railcar.agent.errors import AgentError
+from railcar.agent.machine import Offer
 from railcar.omaha.codec import encode_request, parse_response
 from railcar.omaha.errors import (
     DocumentTooLargeError,
@@ -42,7 +42,6 @@ from railcar.omaha.errors import (
 from railcar.omaha.model import (
     MAX_DOCUMENT_BYTES,
     ErrorCode,
-    Package,
     Request,
     Response,
     UpdateCheckStatus,
@@ -53,7 +52,6 @@ __all__ = [
     "HTTP_RESPONSE_BASE",
     "OmahaClient",
     "OmahaExchangeError",
-    "PayloadOffer",
     "http_error_code",
     "offer_from",
 ]
@@ -84,27 +82,12 @@ class OmahaExchangeError(AgentError):
         self.http_status = http_status
 
 
-@dataclass(frozen=True)
-class PayloadOffer:
-    """What a node needs to download an update: the first package's URLs (every codebase with
-    the package name appended), its size and the postinstall action's base64 SHA-256.
-    ``extra_packages`` are the further ``<package>`` entries (sysext files, §6.8), which
-    update_engine itself ignores."""
-
-    version: str
-    urls: tuple[str, ...]
-    size: int
-    sha256_b64: str
-    extra_packages: tuple[Package, ...] = ()
-    poll_interval: int | None = None
-
-
 def _bare_appid(appid: str) -> str:
     # Nebraska echoes the appid verbatim, braces kept (spec §2.4); update_engine sends braces.
     return appid.strip().strip("{}").lower()
 
 
-def offer_from(response: Response, appid: str) -> PayloadOffer | None:
+def offer_from(response: Response, appid: str) -> Offer | None:
     """The update offered to ``appid`` in ``response``; None for ``noupdate``.
 
     Raises :class:`OmahaExchangeError` with code 34 when the app or its updatecheck is missing
@@ -132,11 +115,12 @@ def offer_from(response: Response, appid: str) -> PayloadOffer | None:
     first, *extra = manifest.packages
     # update_engine ParseUrls/ParsePackage: "/" appended to a codebase if missing, then the name.
     urls = tuple((u if u.endswith("/") else u + "/") + first.name for u in check.urls)
-    return PayloadOffer(
+    return Offer(
         version=manifest.version,
         urls=urls,
         size=first.size,
         sha256_b64=manifest.action.sha256_b64,
+        disable_backoff=manifest.action.disable_payload_backoff,
         extra_packages=tuple(extra),
         poll_interval=check.poll_interval,
     )

@@ -57,9 +57,18 @@ class TargetFile:
     renamed by :meth:`commit`; an existing partition is written in place.
     """
 
-    def __init__(self, path: Path, *, what: str, replace_atomically: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        what: str,
+        replace_atomically: bool,
+        window: tuple[int, int] | None = None,
+    ) -> None:
         self.path, self.what = path, what
         exists = path.exists()
+        if window is not None and (replace_atomically or not exists):
+            raise TargetError(f"{what} {path}: a byte window needs an existing file or device")
         self._atomic = replace_atomically or not exists
         self._write_path = path.with_name(f".{path.name}.partial") if self._atomic else path
         flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if self._atomic else 0)
@@ -70,6 +79,11 @@ class TargetFile:
             raise TargetError(f"cannot open {what} {path} for writing: {exc.strerror}") from exc
         self.is_block_device = stat.S_ISBLK(mode)
         self._device_size = os.lseek(self._fd, 0, os.SEEK_END) if self.is_block_device else None
+        # A window (offset, length) confines every read and write to one partition of a disk
+        # image, so an image file needs neither root nor a loop device.
+        self._base, self._windowed = 0, window is not None
+        if window is not None:
+            self._base, self._device_size = window
         self._bound = 0
 
     def prepare(self, info: InstallInfo, block_size: int) -> None:
@@ -91,7 +105,7 @@ class TargetFile:
                 f"({self._bound} bytes)"
             )
         try:
-            os.pwrite(self._fd, data, offset)
+            os.pwrite(self._fd, data, self._base + offset)
         except OSError as exc:
             raise TargetError(f"writing {self.what} {self.path}: {exc.strerror}") from exc
 
@@ -101,11 +115,11 @@ class TargetFile:
         must finish, and neither needs the other's result.
         """
         assert info.size is not None
-        if not self.is_block_device and (self._atomic or self.what == "kernel"):
+        if not (self.is_block_device or self._windowed) and (self._atomic or self.what == "kernel"):
             os.ftruncate(self._fd, info.size)
         with ThreadPoolExecutor(max_workers=1) as pool:
             flushed = pool.submit(os.fsync, self._fd)
-            digest, read = _hash_fd(self._fd, info.size)
+            digest, read = _hash_fd(self._fd, info.size, self._base)
             flushed.result()
         if read != info.size or digest != info.hash:
             raise TargetVerificationError(
@@ -124,14 +138,14 @@ class TargetFile:
             self._write_path.unlink(missing_ok=True)
 
 
-def _hash_fd(fd: int, size: int) -> tuple[bytes, int]:
-    """SHA-256 of the first ``size`` bytes of ``fd`` and how many could be read."""
+def _hash_fd(fd: int, size: int, base: int = 0) -> tuple[bytes, int]:
+    """SHA-256 of ``size`` bytes of ``fd`` from ``base`` and how many could be read."""
     h = hashlib.sha256()
     buf = bytearray(_READ_PIECE)
     view = memoryview(buf)
     offset = 0
     while offset < size:
-        n = os.preadv(fd, [view[: min(_READ_PIECE, size - offset)]], offset)
+        n = os.preadv(fd, [view[: min(_READ_PIECE, size - offset)]], base + offset)
         if n == 0:
             break
         h.update(view[:n])
@@ -265,8 +279,12 @@ def apply_file_or_stream(
     *,
     workers: int | None = None,
     progress: Progress = NO_PROGRESS,
+    window: tuple[int, int] | None = None,
 ) -> ApplyResult:
-    """Apply from a local file (signature first) or from a stream (signature at the end)."""
+    """Apply from a local file (signature first) or from a stream (signature at the end).
+
+    ``window`` (offset, length) writes into that byte range of ``target`` (a partition inside
+    a disk image) instead of the whole file."""
     expected = None
     if payload is not None:
         try:
@@ -279,7 +297,7 @@ def apply_file_or_stream(
     else:
         assert stream is not None
         source = stream
-    part = TargetFile(target, what="partition", replace_atomically=False)
+    part = TargetFile(target, what="partition", replace_atomically=False, window=window)
     kern = TargetFile(kernel_out, what="kernel", replace_atomically=True) if kernel_out else None
     try:
         result = apply_stream(

@@ -441,6 +441,21 @@ def get_instance(
     return instance, ia
 
 
+def instance_events(
+    s: Session, app: Application, instance_id: str, limit: int = 100
+) -> list[EventRecord]:
+    """The instance's recorded events, newest first (404 for an unknown instance)."""
+    get_instance(s, app, instance_id)
+    return list(
+        s.scalars(
+            select(EventRecord)
+            .where(EventRecord.instance_id == instance_id, EventRecord.application_id == app.id)
+            .order_by(EventRecord.created_ts.desc(), EventRecord.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def status_history(
     s: Session, app: Application, instance_id: str, limit: int = 100
 ) -> list[InstanceStatusHistory]:

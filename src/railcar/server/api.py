@@ -59,6 +59,7 @@ from railcar.server.schemas import (
     ChannelOut,
     ChannelUpdate,
     ErrorOut,
+    EventOut,
     GroupIn,
     GroupOut,
     GroupStatsOut,
@@ -495,6 +496,18 @@ def get_instance(app_id: str, instance_id: str, s: Reader) -> InstanceDetail:
     instance, ia = admin.get_instance(s, a, instance_id)
     history = [StatusChange.of(h) for h in admin.status_history(s, a, instance_id)]
     return InstanceDetail(**InstanceOut.of(instance, ia).model_dump(), history=history)
+
+
+@router.get("/apps/{app_id}/instances/{instance_id}/events", dependencies=[CAN_READ])
+def get_instance_events(
+    app_id: str,
+    instance_id: str,
+    s: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EventOut]:
+    """The events the instance reported (error codes included), newest first."""
+    a = admin.get_application(s, app_id)
+    return [EventOut.of(e) for e in admin.instance_events(s, a, instance_id, limit)]
 
 
 @router.put("/apps/{app_id}/instances/{instance_id}", dependencies=[CAN_WRITE])

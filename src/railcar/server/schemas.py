@@ -10,6 +10,7 @@ from railcar.server.models import (
     Activity,
     Application,
     Channel,
+    EventRecord,
     Group,
     Instance,
     InstanceApplication,
@@ -236,6 +237,26 @@ class StatusChange(BaseModel):
     @classmethod
     def of(cls, h: InstanceStatusHistory) -> StatusChange:
         return cls(status=h.status, version=h.version, created_ts=h.created_ts)
+
+
+class EventOut(BaseModel):
+    """An event a node reported (spec §3.1); ``error_code`` keeps the flag bits it was sent with."""
+
+    event_type: int
+    event_result: int
+    error_code: int | None
+    previous_version: str
+    created_ts: datetime
+
+    @classmethod
+    def of(cls, e: EventRecord) -> EventOut:
+        return cls(
+            event_type=e.event_type,
+            event_result=e.event_result,
+            error_code=e.error_code,
+            previous_version=e.previous_version,
+            created_ts=e.created_ts,
+        )
 
 
 class InstanceDetail(InstanceOut):
