@@ -457,6 +457,19 @@ def status_history(
     )
 
 
+def instance_events(
+    s: Session, app: Application, instance_id: str, limit: int = 100
+) -> list[EventRecord]:
+    return list(
+        s.scalars(
+            select(EventRecord)
+            .where(EventRecord.instance_id == instance_id, EventRecord.application_id == app.id)
+            .order_by(EventRecord.created_ts.desc(), EventRecord.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def delete_instance(s: Session, instance_id: str) -> None:
     instance = s.get(Instance, instance_id)
     if instance is None:

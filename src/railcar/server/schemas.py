@@ -10,6 +10,7 @@ from railcar.server.models import (
     Activity,
     Application,
     Channel,
+    EventRecord,
     Group,
     Instance,
     InstanceApplication,
@@ -238,8 +239,29 @@ class StatusChange(BaseModel):
         return cls(status=h.status, version=h.version, created_ts=h.created_ts)
 
 
+class EventOut(BaseModel):
+    """One Omaha event the instance reported (types and results: spec §3.1, §3.3)."""
+
+    event_type: int
+    event_result: int
+    error_code: int | None
+    previous_version: str
+    created_ts: datetime
+
+    @classmethod
+    def of(cls, e: EventRecord) -> EventOut:
+        return cls(
+            event_type=e.event_type,
+            event_result=e.event_result,
+            error_code=e.error_code,
+            previous_version=e.previous_version,
+            created_ts=e.created_ts,
+        )
+
+
 class InstanceDetail(InstanceOut):
     history: list[StatusChange]
+    events: list[EventOut] = Field(description="Its latest Omaha events, newest first")
 
 
 class InstanceUpdate(BaseModel):
@@ -282,6 +304,10 @@ class GroupStatsOut(BaseModel):
     rollout_progress: float = Field(description="Share of instances on the channel version, 0–1")
     updates_in_progress: int
     updates_timed_out: int
+
+
+class WhoAmIOut(BaseModel):
+    role: str = Field(description="The calling token's role: read-only or admin")
 
 
 class ErrorOut(BaseModel):
