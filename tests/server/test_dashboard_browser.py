@@ -177,7 +177,7 @@ def test_unknown_token_is_refused(server: LiveServer, browser: webdriver.Chrome)
     field.submit()
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "login-error"), "(401)"))
     assert not browser.find_element(By.ID, "nav").is_displayed()
-    assert browser.execute_script("return sessionStorage.length") == 0
+    assert browser.execute_script("return sessionStorage.getItem('railcar.token')") is None
 
 
 def test_read_only_token_sees_everything_and_changes_nothing(

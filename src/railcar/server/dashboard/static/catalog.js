@@ -1,7 +1,7 @@
 // Packages and channels (admins point a channel at a package), and the activity feed.
 
 import { enc, get, put, query } from "./api.js";
-import { activityLabel, bytes, h, severityBadge, table, when } from "./dom.js";
+import { activityLabel, bytes, fill, h, severityBadge, table, when } from "./dom.js";
 
 function channelControl(ctx, channel, packages, done) {
   const id = `channel-package-${channel.id}`;
@@ -49,10 +49,11 @@ export async function packagesView(ctx, container) {
     ]);
     const focused = channelsBox.contains(document.activeElement);
     if (!focused) {
-      channelsBox.replaceChildren(
+      fill(
+        channelsBox,
         h("h2", { id: "channels-title" }, "Channels"),
         table(
-          "Channels",
+          "Each channel and the package it serves",
           ctx.isAdmin
             ? ["Channel", "Arch", "Package", "Change package"]
             : ["Channel", "Arch", "Package"],
@@ -64,7 +65,8 @@ export async function packagesView(ctx, container) {
         ),
       );
     }
-    packagesBox.replaceChildren(
+    fill(
+      packagesBox,
       h("h2", { id: "packages-title" }, "Packages"),
       table(
         "Packages, newest first",
@@ -81,7 +83,7 @@ export async function packagesView(ctx, container) {
       ),
     );
   };
-  container.replaceChildren(channelsBox, packagesBox);
+  fill(container, channelsBox, packagesBox);
   await draw();
   return { refresh: draw };
 }
@@ -96,7 +98,8 @@ export async function activityView(ctx, container, route) {
   const list = h("div", { id: "activity-list" });
   const draw = async () => {
     const items = await get(`/activity${query({ app, limit: 100 })}`);
-    list.replaceChildren(
+    fill(
+      list,
       table(
         "Latest 100 events",
         ["When", "Severity", "What", "Version", "Group", "Channel", "Instance"],
@@ -114,7 +117,7 @@ export async function activityView(ctx, container, route) {
       ),
     );
   };
-  container.replaceChildren(h("h2", {}, "Activity"), list);
+  fill(container, h("h2", {}, "Activity"), list);
   await draw();
   return { refresh: draw };
 }

@@ -14,6 +14,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Replace el's children, skipping null/false the way h() does (replaceChildren would not).
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
@@ -34,15 +41,38 @@ export function table(caption, headers, rows, empty = "Nothing yet.") {
       "table",
       {},
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          headers.map((t) => h("th", { scope: "col" }, t)),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map((cells) =>
+          h(
+            "tr",
+            {},
+            cells.map((c) => h("td", {}, c)),
+          ),
+        ),
+      ),
     ),
   );
 }
 
-// A definition list from [term, value] pairs.
+// A definition list from [term, value] pairs (null pairs are left out).
 export function facts(pairs) {
-  return h("dl", { class: "facts" }, pairs.map(([t, d]) => [h("dt", {}, t), h("dd", {}, d)]));
+  const shown = pairs.filter(Boolean);
+  return h(
+    "dl",
+    { class: "facts" },
+    shown.map(([t, d]) => [h("dt", {}, t), h("dd", {}, d)]),
+  );
 }
 
 export function when(iso) {

@@ -1,7 +1,17 @@
 // Instances: search and page through them; one instance with its status history and events.
 
 import { enc, get, put, query } from "./api.js";
-import { STATUSES, eventLabel, facts, h, statusBadge, statusLabel, table, when } from "./dom.js";
+import {
+  STATUSES,
+  eventLabel,
+  facts,
+  fill,
+  h,
+  statusBadge,
+  statusLabel,
+  table,
+  when,
+} from "./dom.js";
 
 const PAGE_SIZE = 25;
 
@@ -102,7 +112,8 @@ export async function instancesView(ctx, container, route) {
         },
         label,
       );
-    results.replaceChildren(
+    fill(
+      results,
       h("p", { id: "instance-count" }, `Showing ${first}–${last} of ${list.total}`),
       table(
         "Instances",
@@ -119,7 +130,7 @@ export async function instancesView(ctx, container, route) {
     );
   };
 
-  container.replaceChildren(h("h2", {}, "Instances"), form, results);
+  fill(container, h("h2", {}, "Instances"), form, results);
   await draw();
   return { refresh: draw };
 }
@@ -154,9 +165,10 @@ export async function instanceView(ctx, container, route) {
 
   const draw = async () => {
     const i = await get(path);
-    body.replaceChildren(
+    fill(
+      body,
       facts([
-        ["Alias", i.alias || "—"],
+        ctx.isAdmin ? null : ["Alias", i.alias || "—"],
         ["IP", i.ip || "—"],
         ["OEM", i.oem || "—"],
         ["Version", i.version],
@@ -164,22 +176,35 @@ export async function instanceView(ctx, container, route) {
         [
           "Group",
           i.group_id
-            ? h("a", { href: `#/apps/${enc(ctx.app)}/groups/${enc(i.group_id)}` }, groupName[i.group_id] || i.group_id)
+            ? h(
+                "a",
+                { href: `#/apps/${enc(ctx.app)}/groups/${enc(i.group_id)}` },
+                groupName[i.group_id] || i.group_id,
+              )
             : "—",
         ],
         ["Last check", when(i.last_check_for_updates)],
-        ["Last update granted", i.last_update_version ? [i.last_update_version, " at ", when(i.last_update_granted_ts)] : "—"],
+        [
+          "Last update granted",
+          i.last_update_version
+            ? [i.last_update_version, " at ", when(i.last_update_granted_ts)]
+            : "—",
+        ],
         ["Update in progress", i.update_in_progress ? "yes" : "no"],
         ["Rolled back from", i.rolled_back_from.length ? i.rolled_back_from.join(", ") : "—"],
       ]),
-      h("div", { id: "status-history" },
+      h(
+        "div",
+        { id: "status-history" },
         table(
           "Status history",
           ["When", "Status", "Version"],
           i.history.map((s) => [when(s.created_ts), statusLabel(s.status), s.version]),
         ),
       ),
-      h("div", { id: "instance-events" },
+      h(
+        "div",
+        { id: "instance-events" },
         table(
           "Events",
           ["When", "Event", "Error code", "Previous version"],
@@ -195,13 +220,15 @@ export async function instanceView(ctx, container, route) {
     return i;
   };
 
-  container.replaceChildren(
-    h("p", { class: "crumbs" }, h("a", { href: `#/apps/${enc(ctx.app)}/instances` }, "Instances"), " › instance"),
+  const back = h("a", { href: `#/apps/${enc(ctx.app)}/instances` }, "Instances");
+  fill(
+    container,
+    h("p", { class: "crumbs" }, back, " › instance"),
     h("h2", { id: "instance-title" }, h("code", {}, route.id)),
     aliasBox,
     body,
   );
   const first = await draw();
-  if (ctx.isAdmin) aliasBox.replaceChildren(aliasForm(ctx, path, first, draw));
+  if (ctx.isAdmin) fill(aliasBox, aliasForm(ctx, path, first, draw));
   return { refresh: draw };
 }

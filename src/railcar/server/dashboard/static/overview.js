@@ -2,7 +2,7 @@
 // policy form and the pause/resume switch.
 
 import { enc, get, put } from "./api.js";
-import { duration, facts, h, statusKeyLabel, table } from "./dom.js";
+import { duration, facts, fill, h, statusKeyLabel, table } from "./dom.js";
 
 function policySummary(p) {
   const parts = [
@@ -107,7 +107,7 @@ async function appSection(app) {
 export async function overviewView(ctx, container) {
   const draw = async () => {
     const sections = await Promise.all(ctx.apps.map(appSection));
-    container.replaceChildren(h("h2", { class: "sr-only" }, "Overview"), ...sections);
+    fill(container, h("h2", { class: "sr-only" }, "Overview"), ...sections);
   };
   await draw();
   return { refresh: draw };
@@ -158,7 +158,11 @@ function policyForm(ctx, group, save) {
         required: true,
         autocomplete: "off",
       }),
-      h("datalist", { id: "timezones" }, timezones().map((z) => h("option", { value: z }))),
+      h(
+        "datalist",
+        { id: "timezones" },
+        timezones().map((z) => h("option", { value: z })),
+      ),
     ),
     ...NUMBER_FIELDS.map(([name, label, min]) =>
       h(
@@ -185,7 +189,9 @@ function policyForm(ctx, group, save) {
       "fieldset",
       { disabled: !editable },
       h("legend", { id: "policy-title" }, "Update policy"),
-      editable ? null : h("p", { class: "muted" }, "Read-only token: the policy cannot be changed."),
+      editable
+        ? null
+        : h("p", { class: "muted" }, "Read-only token: the policy cannot be changed."),
       fields,
       editable ? h("button", { type: "submit", id: "policy-save" }, "Save policy") : null,
     ),
@@ -227,9 +233,10 @@ export async function groupView(ctx, container, route) {
 
   const drawControls = (force) => {
     const form = formBox.firstChild;
-    if (force || !form || !form.dataset.dirty) formBox.replaceChildren(policyForm(ctx, group, save));
+    if (force || !form || !form.dataset.dirty) fill(formBox, policyForm(ctx, group, save));
     const paused = !group.policy.updates_enabled;
-    pauseBox.replaceChildren(
+    fill(
+      pauseBox,
       h(
         "p",
         { id: "pause-state" },
@@ -257,7 +264,8 @@ export async function groupView(ctx, container, route) {
 
   const drawStats = async () => {
     const stats = await get(`${base}/stats`);
-    statsBox.replaceChildren(
+    fill(
+      statsBox,
       h("h3", { id: "rollout-title" }, "Rollout"),
       progress(stats, "group-progress"),
       numbers(stats),
@@ -271,19 +279,28 @@ export async function groupView(ctx, container, route) {
   };
 
   const instancesLink = `#/apps/${enc(ctx.app)}/instances?group=${enc(group.id)}`;
-  container.replaceChildren(
-    h("p", { class: "crumbs" }, h("a", { href: "#/overview" }, "Overview"), ` › ${app ? app.name : ""}`),
+  const crumbs = h(
+    "p",
+    { class: "crumbs" },
+    h("a", { href: "#/overview" }, "Overview"),
+    ` › ${app ? app.name : ""}`,
+  );
+  fill(
+    container,
+    crumbs,
     h("h2", { id: "group-title" }, `Group ${group.name}`),
     group.description ? h("p", {}, group.description) : null,
     facts([
-      ["Channel", channel ? `${channel.name} (${channel.package_version || "no package"})` : "none"],
+      [
+        "Channel",
+        channel ? `${channel.name} (${channel.package_version || "no package"})` : "none",
+      ],
       ["Track", group.track],
       ["Group id", h("code", {}, group.id)],
       ["Instances", h("a", { href: instancesLink }, "List this group's instances")],
     ]),
     pauseBox,
-    statsBox,
-    formBox,
+    h("div", { class: "group-grid" }, statsBox, formBox),
   );
   drawControls(true);
   await drawStats();
