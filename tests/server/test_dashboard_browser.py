@@ -15,9 +15,10 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from railcar.omaha.model import Event
 from railcar.server.vocab import InstanceStatus
 from tests.server.chromium import chromium
-from tests.server.dashboard_fleet import APP, LiveServer, live_server, machine
+from tests.server.dashboard_fleet import APP, LiveServer, live_server, machine, omaha
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +125,42 @@ def test_search_an_instance_and_open_its_history(
     assert machine(1) in find(browser, "#instance-results tbody").text
 
 
+def test_instances_page_through(server: LiveServer, browser: webdriver.Chrome) -> None:
+    log_in(browser, server, server.admin_token)
+    browser.get(f"{server.base}/dashboard/#/apps/{APP}/instances?limit=5")
+    seen: list[str] = []
+    for shown in ("1–5", "6–10", "11–12"):
+        wait(browser).until(
+            ec.text_to_be_present_in_element((By.ID, "instance-count"), f"Showing {shown} of 12")
+        )
+        ids = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#instance-results td a")]
+        seen += ids
+        nxt = browser.find_elements(By.CSS_SELECTOR, '.pager a[rel="next"]')
+        if shown == "11–12":
+            assert not nxt
+        else:
+            nxt[0].click()
+    assert sorted(seen) == sorted(machine(n) for n in range(12))
+    browser.find_element(By.CSS_SELECTOR, '.pager a[rel="prev"]').click()
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "instance-count"), "Showing 6–10 of 12")
+    )
+
+
+def test_auto_refresh_shows_a_node_reporting(server: LiveServer, browser: webdriver.Chrome) -> None:
+    log_in(browser, server, server.admin_token)
+    browser.get(f"{server.base}/dashboard/#/apps/{APP}/instances/{machine(3)}")
+    assert find(browser, "#instance-title").text == machine(3)
+    assert "Download started" not in find(browser, "#instance-events").text
+    assert find(browser, "#auto-refresh").is_selected()
+    omaha(server.base, 3, "1.0.0", Event(13, 1), check=False)
+    # Nothing reloads the page: the 10 s refresh brings the event in.
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "instance-events"), "Download started")
+    )
+    assert find(browser, "#instance-title").text == machine(3)
+
+
 def policy_of(server: LiveServer) -> dict[str, Any]:
     policy: dict[str, Any] = server.api(f"/apps/{APP}/groups/{server.group_id}")["policy"]
     return policy
@@ -158,7 +195,23 @@ def test_admin_changes_the_policy_and_pauses_the_rollout(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "Rollout resumed."))
     assert policy_of(server) == policy
 
+    # Point the channel back at 1.0.0 and forward again, from the packages page.
+    find(browser, 'nav a[data-section="packages"]').click()
+    form = find(browser, f'[data-channel-id="{server.channel_id}"]')
+    Select(form.find_element(By.TAG_NAME, "select")).select_by_visible_text("1.0.0")
+    form.find_element(By.TAG_NAME, "button").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "serves 1.0.0"))
+    channel = server.api(f"/apps/{APP}/channels/{server.channel_id}")
+    assert channel["package_version"] == "1.0.0"
+    form = find(browser, f'[data-channel-id="{server.channel_id}"]')
+    Select(form.find_element(By.TAG_NAME, "select")).select_by_visible_text("2.0.0")
+    form.find_element(By.TAG_NAME, "button").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "serves 2.0.0"))
+    channel = server.api(f"/apps/{APP}/channels/{server.channel_id}")
+    assert channel["package_version"] == "2.0.0"
+
     # A value the server refuses is reported, and nothing changes.
+    browser.get(f"{server.base}/dashboard/#/apps/{APP}/groups/{server.group_id}")
     zone = find(browser, "#policy-timezone")
     zone.clear()
     zone.send_keys("Mars/Olympus")

@@ -13,7 +13,7 @@ import {
   when,
 } from "./dom.js";
 
-const PAGE_SIZE = 25;
+const PAGE_SIZE = 25; // #/…/instances?limit=N picks another page size (1–1000)
 
 function searchForm(params, groups) {
   const statusOptions = [
@@ -67,6 +67,7 @@ export async function instancesView(ctx, container, route) {
   const appBase = `/apps/${enc(ctx.app)}`;
   const params = route.params;
   const page = Math.max(0, Number(params.page || 0) | 0);
+  const size = Math.min(1000, Math.max(1, Number(params.limit || PAGE_SIZE) | 0));
   const groups = await get(`${appBase}/groups`);
   const groupName = Object.fromEntries(groups.map((g) => [g.id, g.name]));
   const form = searchForm(params, groups);
@@ -76,6 +77,7 @@ export async function instancesView(ctx, container, route) {
     for (const name of ["search", "status", "group", "version"]) {
       wanted[name] = form.elements[name].value.trim();
     }
+    wanted.limit = params.limit;
     ctx.navigate(`#/apps/${enc(ctx.app)}/instances${query(wanted)}`);
   });
   const results = h("div", { id: "instance-results", "aria-live": "polite" });
@@ -87,8 +89,8 @@ export async function instancesView(ctx, container, route) {
         status: params.status,
         group: params.group,
         version: params.version,
-        limit: PAGE_SIZE,
-        offset: page * PAGE_SIZE,
+        limit: size,
+        offset: page * size,
       })}`,
     );
     const rows = list.instances.map((i) => [
@@ -100,8 +102,8 @@ export async function instancesView(ctx, container, route) {
       i.group_id ? groupName[i.group_id] || i.group_id : "—",
       when(i.last_check_for_updates),
     ]);
-    const first = list.total ? page * PAGE_SIZE + 1 : 0;
-    const last = page * PAGE_SIZE + list.instances.length;
+    const first = list.total ? page * size + 1 : 0;
+    const last = page * size + list.instances.length;
     const pageLink = (n, label, rel) =>
       h(
         "a",
