@@ -80,7 +80,7 @@ export async function instancesView(ctx, container, route) {
     wanted.limit = params.limit;
     ctx.navigate(`#/apps/${enc(ctx.app)}/instances${query(wanted)}`);
   });
-  const results = h("div", { id: "instance-results", "aria-live": "polite" });
+  const results = h("div", { id: "instance-results" });
 
   const draw = async () => {
     const list = await get(
