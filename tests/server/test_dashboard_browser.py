@@ -53,6 +53,14 @@ def log_in(driver: webdriver.Chrome, server: LiveServer, token: str) -> None:
     find(driver, "#nav")
 
 
+def assert_no_script_errors(driver: webdriver.Chrome) -> None:
+    """No uncaught exception or console error from the page's own code (refused API calls
+    show as network entries and are expected in some tests)."""
+    logged: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    errors = [e for e in logged if e.get("source") != "network"]
+    assert not [e for e in errors if e.get("level") == "SEVERE"], errors
+
+
 def stat(card: WebElement, name: str) -> str:
     return card.find_element(By.CSS_SELECTOR, f'[data-stat="{name}"]').text
 
@@ -83,6 +91,7 @@ def test_overview_shows_the_rollout_as_the_api_does(
     assert counts(card, "Statuses") == stats["status_counts"]
     assert stats["status_counts"]["error"] == 1 and stats["version_breakdown"]["2.0.0"] == 1
     assert find(browser, "#role-badge").text == "admin"
+    assert_no_script_errors(browser)
     shot = tmp_path / "overview.png"
     assert browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
@@ -151,6 +160,7 @@ def test_auto_refresh_shows_a_node_reporting(server: LiveServer, browser: webdri
     log_in(browser, server, server.admin_token)
     browser.get(f"{server.base}/dashboard/#/apps/{APP}/instances/{machine(3)}")
     assert find(browser, "#instance-title").text == machine(3)
+    assert_no_script_errors(browser)
     assert "Download started" not in find(browser, "#instance-events").text
     assert find(browser, "#auto-refresh").is_selected()
     omaha(server.base, 3, "1.0.0", Event(13, 1), check=False)
@@ -159,6 +169,7 @@ def test_auto_refresh_shows_a_node_reporting(server: LiveServer, browser: webdri
         ec.text_to_be_present_in_element((By.ID, "instance-events"), "Download started")
     )
     assert find(browser, "#instance-title").text == machine(3)
+    assert_no_script_errors(browser)
 
 
 def policy_of(server: LiveServer) -> dict[str, Any]:
@@ -272,3 +283,4 @@ def test_read_only_token_sees_everything_and_changes_nothing(
     find(browser, 'nav a[data-section="activity"]').click()
     assert "Rollout started" in find(browser, "#activity-list table").text
     assert server.api(f"/apps/{APP}/channels/{server.channel_id}") == channel
+    assert_no_script_errors(browser)

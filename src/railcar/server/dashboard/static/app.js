@@ -138,8 +138,11 @@ async function route() {
   const r = parseRoute();
   if (r.app && state.apps.some((a) => a.id === r.app)) selectApp(r.app);
   const render = VIEWS[r.section];
-  const container = $("view");
-  container.replaceChildren();
+  // Each route draws into its own element: a slow view that finishes after the user moved on
+  // writes into a detached node instead of over the new page.
+  const container = document.createElement("div");
+  $("view").replaceChildren(container);
+  state.view = null;
   notify("");
   updateNav();
   if (!render) {
@@ -157,11 +160,12 @@ async function route() {
     },
   };
   try {
-    state.view = (await render(ctx, container, r)) || null;
+    const view = (await render(ctx, container, r)) || null;
+    if (seq !== state.routeSeq) return;
+    state.view = view;
     stamp();
   } catch (err) {
-    state.view = null;
-    failed(err);
+    if (seq === state.routeSeq) failed(err);
   }
   if (seq === state.routeSeq) schedule();
 }
