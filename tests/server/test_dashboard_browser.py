@@ -172,6 +172,23 @@ def test_auto_refresh_shows_a_node_reporting(server: LiveServer, browser: webdri
     assert_no_script_errors(browser)
 
 
+def test_admin_renames_an_instance(server: LiveServer, browser: webdriver.Chrome) -> None:
+    log_in(browser, server, server.admin_token)
+    browser.get(f"{server.base}/dashboard/#/apps/{APP}/instances/{machine(4)}")
+    alias = find(browser, "#alias-input")
+    assert alias.get_attribute("value") == "web-04"
+    alias.clear()
+    alias.send_keys("db-04")
+    alias.submit()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "Alias saved."))
+    assert server.api(f"/apps/{APP}/instances/{machine(4)}")["alias"] == "db-04"
+    browser.get(f"{server.base}/dashboard/#/apps/{APP}/instances?search=db-04")
+    wait(browser).until(
+        ec.text_to_be_present_in_element((By.ID, "instance-count"), "Showing 1–1 of 1")
+    )
+    assert machine(4) in find(browser, "#instance-results tbody").text
+
+
 def policy_of(server: LiveServer) -> dict[str, Any]:
     policy: dict[str, Any] = server.api(f"/apps/{APP}/groups/{server.group_id}")["policy"]
     return policy
