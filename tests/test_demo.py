@@ -17,6 +17,7 @@ def test_demo_builds_applies_and_publishes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "image identical to source" in result.stdout
     assert "payload 0.1.0 published on 'stable'" in result.stdout
+    assert "/dashboard/  (log in with the admin token)" in result.stdout
     assert (tmp_path / "server" / "admin-token").stat().st_mode & 0o777 == 0o600
     # Idempotent: a second run reuses key and server and still succeeds.
     again = subprocess.run(

@@ -151,6 +151,7 @@ def serve(work: Path, payload: Path, listen: str, *, serve_forever: bool) -> Non
         f"SERVER=http://{listen}/v1/update/ GROUP=stable)"
     )
     print(f"   admin API          http://{listen}/api/  (OpenAPI at http://{listen}/docs)")
+    print(f"   dashboard          http://{listen}/dashboard/  (log in with the admin token)")
     if not serve_forever:
         return
     print("   serving until interrupted (Ctrl-C)…", flush=True)

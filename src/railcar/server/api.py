@@ -30,6 +30,7 @@ from railcar.omaha.codec import encode_response, parse_request
 from railcar.omaha.errors import DocumentTooLargeError, OmahaError
 from railcar.omaha.model import MAX_DOCUMENT_BYTES
 from railcar.server import admin
+from railcar.server.dashboard import add_dashboard
 from railcar.server.db import Database
 from railcar.server.hosting import (
     HostingUnavailableError,
@@ -71,6 +72,7 @@ from railcar.server.schemas import (
     PackageIn,
     PackageOut,
     StatusChange,
+    WhoAmIOut,
 )
 from railcar.server.stats import group_stats
 from railcar.server.updates import OmahaHandler, policy_of
@@ -246,7 +248,14 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     app.include_router(router)
+    add_dashboard(app)
     return app
+
+
+@router.get("/me")
+def who_am_i(role: Annotated[Role, Depends(_role)]) -> WhoAmIOut:
+    """The calling token's role (the dashboard shows write controls to admins only)."""
+    return WhoAmIOut(role=role.value)
 
 
 # -- applications --------------------------------------------------------------------------
@@ -495,7 +504,10 @@ def get_instance(app_id: str, instance_id: str, s: Reader) -> InstanceDetail:
     a = admin.get_application(s, app_id)
     instance, ia = admin.get_instance(s, a, instance_id)
     history = [StatusChange.of(h) for h in admin.status_history(s, a, instance_id)]
-    return InstanceDetail(**InstanceOut.of(instance, ia).model_dump(), history=history)
+    events = [EventOut.of(e) for e in admin.instance_events(s, a, instance_id)]
+    return InstanceDetail(
+        **InstanceOut.of(instance, ia).model_dump(), history=history, events=events
+    )
 
 
 @router.get("/apps/{app_id}/instances/{instance_id}/events", dependencies=[CAN_READ])

@@ -240,7 +240,8 @@ class StatusChange(BaseModel):
 
 
 class EventOut(BaseModel):
-    """An event a node reported (spec §3.1); ``error_code`` keeps the flag bits it was sent with."""
+    """An event a node reported (spec §3.1, §3.3); ``error_code`` keeps the flag bits it was
+    sent with."""
 
     event_type: int
     event_result: int
@@ -261,6 +262,7 @@ class EventOut(BaseModel):
 
 class InstanceDetail(InstanceOut):
     history: list[StatusChange]
+    events: list[EventOut] = Field(description="Its latest Omaha events, newest first")
 
 
 class InstanceUpdate(BaseModel):
@@ -303,6 +305,10 @@ class GroupStatsOut(BaseModel):
     rollout_progress: float = Field(description="Share of instances on the channel version, 0–1")
     updates_in_progress: int
     updates_timed_out: int
+
+
+class WhoAmIOut(BaseModel):
+    role: str = Field(description="The calling token's role: read-only or admin")
 
 
 class ErrorOut(BaseModel):
