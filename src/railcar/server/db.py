@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from railcar.errors import RailcarError
@@ -98,7 +99,11 @@ class Database:
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("application")
 
+    _checkpointer: Checkpointer | None = None
+
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
 
 
@@ -126,6 +131,9 @@ def _open_sqlite(url: str) -> Database:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # No checkpoint inside a commit (its fsync would stall that request and all queued
+            # behind it): the Checkpointer thread does them in the background.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(eng, "begin")
@@ -136,12 +144,61 @@ def _open_sqlite(url: str) -> Database:
 
     writer_engine = engine(immediate=True)
     reader_engine = engine(immediate=False)
-    return Database(
+    db = Database(
         writer_engine,
         sessionmaker(writer_engine, expire_on_commit=False),
         sessionmaker(reader_engine, expire_on_commit=False),
         threading.Lock(),
     )
+    db._checkpointer = Checkpointer(reader_engine)
+    db._checkpointer.start()
+    return db
+
+
+class Checkpointer:
+    """Moves SQLite's write-ahead log into the database from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses the threshold, and its
+    fsync stalls that writer — with one writer, every request queued behind it. A PASSIVE
+    checkpoint on another connection copies what no reader still needs without taking the
+    write lock, so writers go on meanwhile. SQLite still checkpoints when the last connection
+    closes.
+    """
+
+    INTERVAL = 1.0  # seconds between looks at the log
+    THRESHOLD = 4 << 20  # bytes of log that make a checkpoint worth its fsync
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqlite-checkpoint", daemon=True)
+        database = engine.url.database
+        self._wal = Path(f"{database}-wal") if database else None
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def run_once(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (busy, frames in the log, frames checkpointed)."""
+        with self._engine.connect() as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            conn.commit()
+        self.checkpoints += 1
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            try:
+                if self._wal is not None and self._wal.stat().st_size >= self.THRESHOLD:
+                    self.run_once()
+            except (OSError, SQLAlchemyError):
+                continue  # no log yet, or the database is busy: look again later
 
 
 __all__ = ["Base", "Database", "DatabaseError", "database_url", "open_database"]
