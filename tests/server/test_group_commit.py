@@ -3,6 +3,7 @@ after the commit holding its writes, and one failing request fails alone."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,34 @@ def test_one_failing_request_fails_alone(tmp_path: Path) -> None:
         stored = set(s.scalars(select(Instance.id)))
     assert stored == set(MACHINES[:12]) - {poison}  # the batch's other writes all kept
     assert poison in alone and len(alone) >= 2  # the failed batch was answered one by one
+
+
+def test_event_loop_callers_are_answered_per_batch(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'railcar.db'}")
+    db.create_schema()
+    writer, _ = _writer(db, poison=MACHINES[3])
+    machines = MACHINES[:20]
+
+    async def ask_all() -> list[Response | BaseException]:
+        with db.write() as blocker:  # the writer queues everything behind this transaction
+            blocker.execute(text("SELECT 1"))
+            tasks = [
+                asyncio.ensure_future(
+                    writer.answer(
+                        Request(apps=(AppRequest(appid=m, version="1.0.0", machineid=m),)),
+                        "10.0.0.1",
+                    )
+                )
+                for m in machines
+            ]
+            await asyncio.sleep(0.2)  # let every request reach the writer's queue
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    answers = asyncio.run(ask_all())
+    writer.close()
+    for machine, answer in zip(machines, answers, strict=True):
+        if machine == MACHINES[3]:
+            assert isinstance(answer, ValueError)
+        else:
+            assert isinstance(answer, Response) and answer.apps[0].appid == machine
+    assert writer.requests == len(machines) and writer.batches <= 3

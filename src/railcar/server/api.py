@@ -7,7 +7,6 @@ Handlers are thin: they parse, call :mod:`railcar.server.updates` or
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -216,7 +215,7 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
         ip = client_ip(request)
         if handler.group_commit:
             # SQLite: the group-commit writer thread answers; nothing blocks the event loop.
-            answer = await asyncio.wrap_future(handler.submit(parsed, ip))
+            answer = await handler.answer(parsed, ip)
         else:
             answer = await run_in_threadpool(handler.handle, parsed, ip)
         metrics.observe_omaha(parsed, answer, time.perf_counter() - started)

@@ -16,6 +16,7 @@ lengthen other processes' waits.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable
@@ -39,6 +40,26 @@ class _Item:
     request: Request
     ip: str
     future: Future[Response] = field(default_factory=Future)
+    # Set for requests from an event loop: answered on it, one wake-up per batch and loop
+    # (waking a loop from another thread costs a pipe write and a GIL hand-over each).
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[Response] | None = None
+
+    def live(self) -> bool:
+        if self.waiter is not None:
+            return not self.waiter.cancelled()
+        return self.future.set_running_or_notify_cancel()
+
+
+def _settle(answers: list[tuple[asyncio.Future[Response], Response | BaseException]]) -> None:
+    """On the waiters' loop: hand each its answer."""
+    for waiter, answer in answers:
+        if waiter.cancelled():
+            continue
+        if isinstance(answer, BaseException):
+            waiter.set_exception(answer)
+        else:
+            waiter.set_result(answer)
 
 
 class GroupCommit:
@@ -55,6 +76,19 @@ class GroupCommit:
         self.requests = 0
 
     def submit(self, request: Request, ip: str) -> Future[Response]:
+        item = _Item(request, ip)
+        self._enqueue(item)
+        return item.future
+
+    async def answer(self, request: Request, ip: str) -> Response:
+        """:meth:`submit` for a caller on an event loop."""
+        loop = asyncio.get_running_loop()
+        item = _Item(request, ip, loop=loop, waiter=loop.create_future())
+        self._enqueue(item)
+        assert item.waiter is not None
+        return await item.waiter
+
+    def _enqueue(self, item: _Item) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -62,9 +96,7 @@ class GroupCommit:
                         target=self._run, name="railcar-omaha-writer", daemon=True
                     )
                     self._thread.start()
-        item = _Item(request, ip)
         self._queue.put(item)
-        return item.future
 
     def close(self) -> None:
         if self._thread is not None:
@@ -87,34 +119,47 @@ class GroupCommit:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(item)
-            live = [i for i in batch if i.future.set_running_or_notify_cancel()]
+            live = [i for i in batch if i.live()]
             if live:
-                self._process(live)
+                self._deliver(self._process(live))
 
-    def _process(self, batch: list[_Item]) -> None:
+    def _process(self, batch: list[_Item]) -> list[tuple[_Item, Response | BaseException]]:
         self.batches += 1
         self.requests += len(batch)
-        if len(batch) == 1:
-            self._alone(batch[0])
-            return
-        responses: list[Response] = []
-        try:
-            with self._db.write() as session:
-                quiet = True
-                for item in batch:
-                    response, item_quiet = self._answer_in(session, item.request, item.ip)
-                    responses.append(response)
-                    quiet = quiet and item_quiet
-                session.info[QUIET] = quiet
-        except Exception:
-            for item in batch:
-                self._alone(item)
-            return
-        for item, response in zip(batch, responses, strict=True):
-            item.future.set_result(response)
+        if len(batch) > 1:
+            responses: list[Response] = []
+            try:
+                with self._db.write() as session:
+                    quiet = True
+                    for item in batch:
+                        response, item_quiet = self._answer_in(session, item.request, item.ip)
+                        responses.append(response)
+                        quiet = quiet and item_quiet
+                    session.info[QUIET] = quiet
+            except Exception:
+                responses = []  # again, alone, below, so one bad request fails by itself
+            else:
+                return list(zip(batch, responses, strict=True))
+        return [(item, self._alone(item)) for item in batch]
 
-    def _alone(self, item: _Item) -> None:
+    def _alone(self, item: _Item) -> Response | BaseException:
         try:
-            item.future.set_result(self._answer_alone(item.request, item.ip))
+            return self._answer_alone(item.request, item.ip)
         except BaseException as exc:
-            item.future.set_exception(exc)
+            return exc
+
+    @staticmethod
+    def _deliver(answers: list[tuple[_Item, Response | BaseException]]) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[Response], Response | BaseException]],
+        ] = {}
+        for item, answer in answers:
+            if item.loop is not None and item.waiter is not None:
+                by_loop.setdefault(item.loop, []).append((item.waiter, answer))
+            elif isinstance(answer, BaseException):
+                item.future.set_exception(answer)
+            else:
+                item.future.set_result(answer)
+        for loop, waiting in by_loop.items():
+            loop.call_soon_threadsafe(_settle, waiting)

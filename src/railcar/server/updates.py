@@ -196,6 +196,12 @@ class OmahaHandler:
             future.set_exception(exc)
         return future
 
+    async def answer(self, request: Request, client_ip: str) -> Response:
+        """:meth:`handle` for the event loop when :attr:`group_commit` is on."""
+        if self._batcher is None:
+            raise RuntimeError("answer() needs group commit; use handle() in a thread")
+        return await self._batcher.answer(request, client_ip)
+
     @property
     def group_commit(self) -> bool:
         return self._batcher is not None
