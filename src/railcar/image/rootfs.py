@@ -16,6 +16,7 @@ that opens /usr with dm-verity, and an initrd rebuilt with it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -174,10 +177,27 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/
 """
 
 
+@contextmanager
+def cache_lock(cache: Path, name: str) -> Iterator[None]:
+    """Serialise builders sharing ``cache`` (parallel test workers, concurrent CI jobs)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Rootfs:
     """The cached tree for ``spec`` (built with mmdebstrap when the cache has none)."""
     packages = resolve_packages(spec)
     key = rootfs_key(spec, packages)
+    with cache_lock(cache, "rootfs"):
+        return _cached_rootfs(spec, cache, key, log)
+
+
+def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
     entry = cache / "rootfs" / key
     manifest = entry / "manifest.json"
     if manifest.is_file():
@@ -202,8 +222,16 @@ def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Ro
     customize.write_text(_customize_script())
     tree = work / "tree"
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}
+    debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
+    debs.mkdir(parents=True, exist_ok=True)
     cmd = [
         *mmdebstrap_base(spec),
+        # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
+        # version costs one download, not all of them.
+        "--skip=essential/unlink",
+        '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
+        f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
         '--customize-hook=mkdir -p "$1/usr/lib/dracut/modules.d/90railcar-usr"'
         ' "$1/etc/dracut.conf.d"',
         f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
@@ -241,6 +269,11 @@ def install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
     The layer is keyed by Railcar's sources and lock file, so a code change reinstalls only
     Railcar, not the whole root filesystem. The venv is made by the image's own python3.
     """
+    with cache_lock(cache, "venv"):
+        _install_railcar(spec, stage, cache)
+
+
+def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
     layer = cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
     target = stage / RAILCAR_VENV.lstrip("/")
     if not (layer / ".complete").is_file():

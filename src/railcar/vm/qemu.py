@@ -183,6 +183,13 @@ class Vm:
             f"the console did not show {marker!r} within {timeout:.0f} s; console: {self.console}"
         )
 
+    def export_disk(self, dest: Path) -> Path:
+        """The VM's disk as it is now (image plus overlay) as a raw file; stop the VM first."""
+        if self.running():
+            raise VmError("stop the VM before exporting its disk")
+        run(["qemu-img", "convert", "-O", "raw", "-S", "4k", str(self.overlay), str(dest)])
+        return dest
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
