@@ -4,14 +4,18 @@ real tools (sgdisk, cgpt, veritysetup, objcopy, blkid, sha256sum); and a rebuild
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from railcar.cli import cli
 from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
 from railcar.image import BuildResult, build_image, parse_spec
 from railcar.image.build import default_cache
+from tests.conftest import KeyPair
 from tests.imagebuild import EXAMPLE, built_image, example_spec_text
 
 pytestmark = pytest.mark.slow
@@ -130,3 +134,61 @@ def test_rebuild_gives_the_same_usr_image(image: BuildResult, tmp_path: Path) ->
     assert again.root_hash == image.root_hash
     name = "railcar_production_update.bin"
     assert _sha256(tmp_path / "out" / name) == _sha256(_out(image, name))
+
+
+def test_build_cli_signs_a_payload_the_image_trusts(
+    cli_runner: CliRunner, keypair: KeyPair, tmp_path: Path
+) -> None:
+    spec = tmp_path / "railcar.toml"
+    spec.write_text(example_spec_text("1.1.0"))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "motd").write_text("payload test\n")
+    out = tmp_path / "out"
+    result = cli_runner.invoke(
+        cli, ["build", str(spec), "--output", str(out), "--payload-key", str(keypair.private),
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    payload = Path(summary["files"]["railcar_production_update.gz"])
+    verified = cli_runner.invoke(
+        cli, ["payload", "verify", str(payload), "--key", str(keypair.public), "--json"]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["valid"] is True
+    # The image carries the key its agent verifies payloads with.
+    contents = (out / "railcar_production_image_contents.txt").read_text()
+    assert "/usr/share/railcar/payload-key.pub.pem\n" in contents
+    # Applying the payload reproduces the USR image byte for byte, and the kernel.
+    applied, kernel = tmp_path / "usr.bin", tmp_path / "vmlinuz"
+    with open(applied, "wb") as f:
+        f.truncate(1 << 30)
+    done = cli_runner.invoke(
+        cli, ["payload", "apply", str(payload), "--target", str(applied), "--kernel-out",
+              str(kernel), "--key", str(keypair.public)],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert _sha256(applied) == _sha256(out / "railcar_production_update.bin")
+    assert kernel.read_bytes() == (out / "railcar_production_image.vmlinuz").read_bytes()
+
+
+def test_bad_spec_is_one_line_exit_1(cli_runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[image]\nversion = "1"\n[packages]\ninclude = "systemd"\n')
+    result = cli_runner.invoke(cli, ["build", str(spec), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "packages.include: found str 'systemd', expected a list of strings" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sbom_lists_every_package(image: BuildResult) -> None:
+    out = Path(image.output)
+    sbom = json.loads((out / "railcar_production_image_sbom.json").read_text())
+    assert sbom["spdxVersion"] == "SPDX-2.3"
+    listed = {(p["name"], p["versionInfo"]) for p in sbom["packages"][1:]}
+    lines = (out / "railcar_production_image_packages.txt").read_text().splitlines()
+    assert listed == {tuple(line.split(" ", 1)) for line in lines}
+    ids = [p["SPDXID"] for p in sbom["packages"]]
+    assert len(ids) == len(set(ids))
+    purls = [p["externalRefs"][0]["referenceLocator"] for p in sbom["packages"][1:]]
+    assert any(purl.startswith("pkg:deb/debian/systemd@") for purl in purls)

@@ -17,7 +17,7 @@ from railcar.image.disk import copy_sparse
 from railcar.image.layout import disk_layout
 from railcar.image.spec import parse_spec
 from railcar.vm import Vm, VmConfig
-from tests.imagebuild import built_image, example_spec_text
+from tests.imagebuild import EXAMPLE, built_image, example_spec_text
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,14 @@ def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
     assert "usr=/dev/mapper/usr" in line
     assert "verity=yes" in line and "readonly=yes" in line
     assert "entry=railcar-a.conf" in line
-    console = vm.console_text()
-    assert "Reached target multi-user.target" in console or "system=running" in line
+    assert "multi-user=active" in line
 
 
 def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -> None:
     v1, v2 = built_image("1.0.0"), built_image("2.0.0")
     assert v1.root_hash != v2.root_hash
     disk = _copy_disk(v1, tmp_path)
-    layout = disk_layout(parse_spec(example_spec_text("1.0.0")))
+    layout = disk_layout(parse_spec(example_spec_text("1.0.0"), path=EXAMPLE))
     esp = MtoolsEsp(disk, layout.by_label("EFI-SYSTEM").offset)
     usr_a, usr_b = layout.by_label("USR-A"), layout.by_label("USR-B")
 

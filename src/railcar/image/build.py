@@ -12,6 +12,9 @@ Outputs (spec §5.1 names with the image's name as prefix)::
     railcar_production_image.vmlinuz      the slot's kernel (UKI with the /usr root hash)
     railcar_production_image_packages.txt package and version, one a line
     railcar_production_image_contents.txt every path in /usr
+    railcar_production_image_sbom.json    SPDX 2.3 JSON: every Debian package, with purls
+    railcar_production_update.gz          signed CrAU payload (with --payload-key)
+    railcar_production_image.qcow2        the disk as qcow2 (with --format qcow2)
     version.txt                           RAILCAR_VERSION=… and friends
     build.json                            what --json prints
     DIGESTS                               sha256 and sha512 of every file above
@@ -27,19 +30,29 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from railcar.image.content import customize, os_release, root_tree
+from railcar.image.content import customize, os_release, root_tree, trust_payload_keys
 from railcar.image.disk import assemble, make_ext4
 from railcar.image.esp import build_uki, kernel_cmdline, make_esp
 from railcar.image.layout import MIB, disk_layout, verity_geometry
-from railcar.image.rootfs import build_rootfs, install_railcar, replace_file, stage_copy
+from railcar.image.rootfs import (
+    Rootfs,
+    build_rootfs,
+    install_railcar,
+    replace_file,
+    stage_copy,
+)
+from railcar.image.sbom import spdx_document
 from railcar.image.spec import ImageSpec
-from railcar.image.usr import make_usr_image
+from railcar.image.usr import UsrImage, make_usr_image
+from railcar.payload.generate import generate_payload
+from railcar.payload.signing import PayloadSigner
+from railcar.runner import run
 
 T = TypeVar("T")
 
@@ -107,15 +120,64 @@ def _contents(usr: Path) -> str:
     )
 
 
+def _reports(spec: ImageSpec, rootfs: Rootfs, usr: UsrImage, usr_tree: Path, out: Path) -> None:
+    prefix = f"{spec.name}_production"
+    (out / "version.txt").write_text(
+        f"RAILCAR_NAME={spec.name}\nRAILCAR_VERSION={spec.version}\n"
+        f"RAILCAR_VERSION_ID={spec.version}\nRAILCAR_BUILD_ID={spec.source_date_epoch}\n"
+        f"RAILCAR_BOARD={spec.board}\nRAILCAR_SUITE={spec.suite}\n"
+        f"RAILCAR_KERNEL={rootfs.kernel_version}\nRAILCAR_USR_ROOT_HASH={usr.root_hash}\n"
+    )
+    (out / f"{prefix}_image_packages.txt").write_text(
+        "".join(f"{name} {version}\n" for name, version in rootfs.packages)
+    )
+    (out / f"{prefix}_image_contents.txt").write_text(_contents(usr_tree))
+    (out / f"{prefix}_image_sbom.json").write_text(
+        json.dumps(spdx_document(spec, rootfs.packages), indent=1, sort_keys=True) + "\n"
+    )
+
+
+def _extras(
+    steps: _Steps,
+    out: Path,
+    prefix: str,
+    usr: Path,
+    kernel: Path,
+    signers: Sequence[PayloadSigner],
+    *,
+    qcow2: bool,
+) -> None:
+    if signers:
+        with steps.step("payload", "signed update payload"):
+            generate_payload(usr, kernel, out / f"{prefix}_update.gz", signers)
+    if qcow2:
+        with steps.step("qcow2", "qcow2 disk image"):
+            run([
+                "qemu-img", "convert", "-O", "qcow2", "-c",
+                out / f"{prefix}_image.bin", out / f"{prefix}_image.qcow2",
+            ])  # fmt: skip
+
+
 def build_image(
-    spec: ImageSpec, output: Path, *, cache: Path | None = None, report: Report = lambda _: None
+    spec: ImageSpec,
+    output: Path,
+    *,
+    cache: Path | None = None,
+    report: Report = lambda _: None,
+    payload_signers: Sequence[PayloadSigner] = (),
+    qcow2: bool = False,
 ) -> BuildResult:
+    """Build ``spec`` into ``output``; with signers also the signed update payload.
+
+    The image trusts the public keys of ``payload_signers`` for updates
+    (``/usr/share/railcar/payload-key.pub.pem``), so its own payloads verify on it.
+    """
     cache = cache or default_cache()
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     work = partial / ".work"
     work.mkdir(parents=True)
-    steps = _Steps(report, 8)
+    steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
     prefix = f"{spec.name}_production"
 
     with steps.step("rootfs", "root filesystem (mmdebstrap, cached)"):
@@ -126,6 +188,7 @@ def build_image(
         stage = stage_copy(rootfs.tree, work / "stage")
         install_railcar(spec, stage, cache)
         customize(spec, stage)
+        trust_payload_keys(stage, payload_signers)
     geometry = verity_geometry(spec.partitions.usr * MIB)
     with steps.step("usr", "/usr: erofs + dm-verity"):
         usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
@@ -161,17 +224,9 @@ def build_image(
             {"EFI-SYSTEM": esp, "USR-A": usr.path, "OEM": oem, "ROOT": root},
             partial / f"{prefix}_image.bin",
         )
+    _extras(steps, partial, prefix, usr.path, uki, payload_signers, qcow2=qcow2)
     with steps.step("reports", "version, packages, contents, digests"):
-        (partial / "version.txt").write_text(
-            f"RAILCAR_NAME={spec.name}\nRAILCAR_VERSION={spec.version}\n"
-            f"RAILCAR_VERSION_ID={spec.version}\nRAILCAR_BUILD_ID={spec.source_date_epoch}\n"
-            f"RAILCAR_BOARD={spec.board}\nRAILCAR_SUITE={spec.suite}\n"
-            f"RAILCAR_KERNEL={rootfs.kernel_version}\nRAILCAR_USR_ROOT_HASH={usr.root_hash}\n"
-        )
-        (partial / f"{prefix}_image_packages.txt").write_text(
-            "".join(f"{name} {version}\n" for name, version in rootfs.packages)
-        )
-        (partial / f"{prefix}_image_contents.txt").write_text(_contents(stage / "usr"))
+        _reports(spec, rootfs, usr, stage / "usr", partial)
         shutil.rmtree(work)
         result = BuildResult(
             name=spec.name,

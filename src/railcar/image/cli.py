@@ -9,6 +9,9 @@ import click
 from railcar.clitools import emit_json, json_option
 from railcar.image.build import build_image, default_cache
 from railcar.image.spec import load_spec, settings_help
+from railcar.payload.signing import FileKeySigner
+
+_existing = click.Path(path_type=Path, exists=True, dir_okay=False)
 
 
 def _help_spec(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -31,8 +34,23 @@ def _help_spec(ctx: click.Context, _param: click.Parameter, value: bool) -> None
     "--help-spec", is_flag=True, expose_value=False, is_eager=True, callback=_help_spec,
     help="List every spec setting with its default and exit.",
 )  # fmt: skip
+@click.option(
+    "--payload-key", "payload_keys", multiple=True, type=_existing,
+    help="Sign railcar_production_update.gz with this RSA key (PEM); the image trusts it.",
+)  # fmt: skip
+@click.option(
+    "--format", "formats", multiple=True, type=click.Choice(["raw", "qcow2"]),
+    help="Disk formats to write; raw always, qcow2 on request.",
+)  # fmt: skip
 @json_option
-def build(spec: Path, output: Path, cache: Path | None, json_output: bool) -> None:
+def build(
+    spec: Path,
+    output: Path,
+    cache: Path | None,
+    payload_keys: tuple[Path, ...],
+    formats: tuple[str, ...],
+    json_output: bool,
+) -> None:
     """Build the OS image SPEC describes into --output.
 
     Makes the raw disk (GPT, systemd-boot, USR-A with erofs + dm-verity, ROOT), the USR
@@ -41,7 +59,11 @@ def build(spec: Path, output: Path, cache: Path | None, json_output: bool) -> No
     """
     image_spec = load_spec(spec)
     report = (lambda _line: None) if json_output else (lambda line: click.echo(line, err=True))
-    result = build_image(image_spec, output, cache=cache or default_cache(), report=report)
+    result = build_image(
+        image_spec, output, cache=cache or default_cache(), report=report,
+        payload_signers=[FileKeySigner(key) for key in payload_keys],
+        qcow2="qcow2" in formats,
+    )  # fmt: skip
     if json_output:
         emit_json(result.to_json())
     else:

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import configparser
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from railcar.image.errors import RootfsError, SpecError
 from railcar.image.rootfs import data_dir, project_root, replace_file
 from railcar.image.spec import ImageSpec
+from railcar.payload.signing import PayloadSigner
 from railcar.runner import run
 
 SYSTEMD_UNITS = "usr/lib/systemd/system"
@@ -146,6 +150,25 @@ def customize(spec: ImageSpec, stage: Path) -> None:
     for extra in spec.files:
         replace_file(stage / str(extra.target).lstrip("/"), extra.source.read_bytes(), extra.mode)
     _factory_etc(stage)
+
+
+PAYLOAD_KEY = "usr/share/railcar/payload-key.pub.pem"
+
+
+def trust_payload_keys(stage: Path, signers: Sequence[PayloadSigner]) -> None:
+    """Install the signers' public keys where the agent looks for trusted payload keys."""
+    pems = []
+    for signer in signers:
+        key = signer.public_key()
+        if key is None:
+            raise SpecError(f"cannot trust {signer.description}: its public key is unknown")
+        pems.append(
+            key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    if pems:
+        replace_file(stage / PAYLOAD_KEY, b"".join(pems))
 
 
 def root_tree(stage: Path, dest: Path) -> Path:

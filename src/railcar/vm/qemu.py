@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,9 @@ OVMF_CODE = "OVMF_CODE_4M.fd"
 OVMF_VARS = "OVMF_VARS_4M.fd"
 # QEMU docs (fw_cfg): Ignition's qemu platform reads its config from this fw_cfg name.
 IGNITION_FW_CFG = "opt/com.coreos/config"
+
+
+_ANSI = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][A-Z0-9])")
 
 
 class VmError(RailcarError):
@@ -160,10 +164,12 @@ class Vm:
         return self.proc is not None and self.proc.poll() is None
 
     def console_text(self) -> str:
+        """The serial console so far, without terminal escape sequences."""
         try:
-            return self.console.read_bytes().decode("utf-8", "replace")
+            raw = self.console.read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
+        return _ANSI.sub("", raw).replace("\r", "")
 
     def wait_for(self, marker: str, timeout: float, *, count: int = 1) -> float:
         """Seconds from start until ``marker`` appeared ``count`` times on the console."""
