@@ -158,3 +158,14 @@ def test_directory_esp_round_trip(tmp_path: Path) -> None:
     entries.apply({Slot.A: GptPrio(1, 0, True), Slot.B: GptPrio()}, {Slot.A: 3, Slot.B: 4},
                   {Slot.A: "1"})  # fmt: skip
     assert sorted(p.name for p in (tmp_path / ENTRIES_DIR).iterdir()) == ["railcar-a.conf"]
+
+
+def test_agent_wrote_the_kernel_already(tmp_path: Path) -> None:
+    """On a node the agent puts the kernel at <boot>/railcar/vmlinuz-x and then calls install."""
+    esp = DirectoryEsp(tmp_path)
+    (tmp_path / "railcar").mkdir()
+    kernel = tmp_path / "railcar" / "vmlinuz-b"
+    kernel.write_bytes(b"new kernel")
+    SystemdBootEntries(esp).install(Slot.B, kernel, "2.0.0")
+    assert kernel.read_bytes() == b"new kernel"
+    assert (tmp_path / "railcar" / "version-b").read_text() == "2.0.0\n"

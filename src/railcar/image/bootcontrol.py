@@ -70,9 +70,13 @@ class SystemdBootControl:
 
     # --- the systemd-boot side -----------------------------------------------------------------
 
-    def install(self, slot: Slot, kernel: Path, version: str) -> None:
-        """Put ``slot``'s kernel and version on the ESP; :meth:`mark_install_target` follows."""
-        self.entries.install(slot, kernel, version)
+    def install(self, slot: Slot, kernel: Path, new_version: str) -> None:
+        """Put ``slot``'s kernel and version on the ESP; :meth:`mark_install_target` follows.
+
+        The agent's ``railcar.agent.install.BootEntries`` step: the kernel may already be in
+        place (``<boot_dir>/railcar/vmlinuz-x``), then only the version is recorded.
+        """
+        self.entries.install(slot, kernel, new_version)
 
     def sync_from_loader(self) -> None:
         """Record in the GPT the attempts systemd-boot counted on the ESP."""

@@ -110,6 +110,10 @@ class EspFiles(Protocol):
 
     def remove(self, path: str) -> None: ...
 
+    def holds(self, path: str, source: Path) -> bool:
+        """Whether ``path`` on the ESP is the file ``source`` itself."""
+        ...
+
 
 class DirectoryEsp:
     """An ESP mounted at ``root`` (``/boot`` on a node)."""
@@ -139,6 +143,10 @@ class DirectoryEsp:
 
     def remove(self, path: str) -> None:
         (self.root / path).unlink(missing_ok=True)
+
+    def holds(self, path: str, source: Path) -> bool:
+        target = self.root / path
+        return target.exists() and source.exists() and target.samefile(source)
 
 
 class MtoolsEsp:
@@ -193,6 +201,9 @@ class MtoolsEsp:
         self._mkdirs(path)
         self._mtool("mcopy", "-o", "-D", "o", str(source), f"::/{path}")
 
+    def holds(self, path: str, source: Path) -> bool:
+        return False  # a host file is never the image's own
+
     def remove(self, path: str) -> None:
         if path.rsplit("/", 1)[-1] in self.list(path.rsplit("/", 1)[0] if "/" in path else ""):
             self._mtool("mdel", f"::/{path}")
@@ -227,7 +238,8 @@ class SystemdBootEntries:
 
     def install(self, slot: Slot, kernel: Path, version: str) -> None:
         """Put a slot's kernel and version in place; the entry that boots it comes later."""
-        self.esp.put(kernel_path(slot), kernel)
+        if not self.esp.holds(kernel_path(slot), kernel):
+            self.esp.put(kernel_path(slot), kernel)
         self.esp.write(version_path(slot), f"{version}\n".encode())
 
     def apply(
