@@ -244,7 +244,9 @@ def build_image(
         result.files["DIGESTS"] = str(output / "DIGESTS")
     result.seconds = steps.seconds
     (partial / "build.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    started = time.monotonic()
     (partial / "DIGESTS").write_text(_digests(partial))
+    report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s")
     if output.exists():
         shutil.rmtree(output)
     partial.rename(output)
