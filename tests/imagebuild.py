@@ -7,6 +7,7 @@ Outputs of earlier runs are removed so disk use stays at one run's images.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -38,7 +39,5 @@ def built_image(version: str = "1.0.0") -> BuildResult:
         if not (out / "build.json").is_file():
             spec = parse_spec(example_spec_text(version), path=EXAMPLE)
             build_image(spec, out, cache=cache)
-    import json
-
     data = json.loads((out / "build.json").read_text())
     return BuildResult(**data)

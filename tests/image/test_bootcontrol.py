@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from railcar.agent.slots import Slot
+from railcar.agent.slots import BootedSlotTargetError, Slot
 from railcar.gpt import GptDisk, GptPrio
 from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import (
@@ -169,3 +169,17 @@ def test_agent_wrote_the_kernel_already(tmp_path: Path) -> None:
     SystemdBootEntries(esp).install(Slot.B, kernel, "2.0.0")
     assert kernel.read_bytes() == b"new kernel"
     assert (tmp_path / "railcar" / "version-b").read_text() == "2.0.0\n"
+
+
+def test_slot_being_overwritten_has_no_entry(disk: Path, tmp_path: Path) -> None:
+    kernel = tmp_path / "vmlinuz-2"
+    kernel.write_bytes(b"kernel two")
+    with GptDisk.open(disk, writable=True) as gpt:
+        control = _control(gpt, disk, Slot.A)
+        control.install(Slot.B, kernel, "2.0.0")
+        control.mark_install_target(Slot.B)
+        control.mark_unbootable(Slot.B)
+        with pytest.raises(BootedSlotTargetError):
+            control.mark_unbootable(Slot.A)
+    assert _cgpt(disk, 4) == (0, 0, 0)
+    assert _entries(disk) == ["railcar-a.conf"]

@@ -49,6 +49,7 @@ def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
     assert "usr=/dev/mapper/usr" in line
     assert "verity=yes" in line and "readonly=yes" in line
     assert "entry=railcar-a.conf" in line
+    assert "esp=railcar-a.conf " in line  # the ESP is mounted at /boot for the agent
     assert "multi-user=active" in line
 
 

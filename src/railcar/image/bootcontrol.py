@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from railcar.agent.slots import GptBootControl, Slot, slot_numbers
+from railcar.agent.slots import BootedSlotTargetError, GptBootControl, Slot, slot_numbers
 from railcar.gpt import GptDisk, GptEntry, GptPrio, prio_of, set_prio
 from railcar.image.bootentries import SystemdBootEntries
 
@@ -60,6 +60,21 @@ class SystemdBootControl:
     def mark_booted_good(self) -> None:
         self.sync_from_loader()
         self.gpt.mark_booted_good()
+        self._project()
+
+    def mark_unbootable(self, slot: Slot) -> None:
+        """P0 T0 S0 and no entry: the slot is about to be overwritten (the agent's first step)."""
+        if slot is self.booted_slot():
+            raise BootedSlotTargetError(
+                f"refusing to take slot {slot.value} out of the boot order: it is running"
+            )
+        number = slot_numbers(self.disk.table)[slot]
+
+        def unbootable(entries: tuple[GptEntry, ...]) -> Sequence[GptEntry]:
+            return set_prio(entries, number, priority=0, tries=0, successful=False)
+
+        self.sync_from_loader()
+        self.disk.update(unbootable)
         self._project()
 
     def next_boot(self) -> Slot:

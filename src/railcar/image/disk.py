@@ -9,6 +9,7 @@ directories (``mkfs.ext4 -d``); partition images are copied in extent by extent
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from railcar.image.errors import DiskAssemblyError
@@ -29,8 +30,6 @@ def make_ext4(spec: ImageSpec, tree: Path, out: Path, *, label: str, size_bytes:
         "-E", f"hash_seed={derived_uuid(spec, f'fs-{label}-hash')},root_owner=0:0",
         "-d", str(tree), str(out), f"{size_bytes // 1024}k",
     ]  # fmt: skip
-    import subprocess
-
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise DiskAssemblyError(

@@ -9,9 +9,11 @@ reuses the tree; a new package version on the mirror makes a new tree.
 The cached tree is never changed after it is complete: builds take a hard-linked copy
 (:func:`stage_copy`) and must replace files (unlink, then write), never write into them.
 
-What the cached tree holds beyond the packages: Railcar in a venv at ``/usr/lib/railcar/venv``
-(the image's own python3, wheels fetched on the build host once and cached), the dracut module
-that opens /usr with dm-verity, and an initrd rebuilt with it.
+What the cached tree holds beyond the packages: the dracut module that opens /usr with dm-verity,
+and an initrd rebuilt with it. Railcar itself goes into ``/usr/lib/railcar/venv`` as a separate
+cached layer (:func:`install_railcar`: the image's own python3, wheels fetched on the build host
+once), so a change to Railcar's code does not rebuild the tree. Downloaded ``.deb`` files are kept
+under ``debs/`` so a new package version downloads only that package.
 """
 
 from __future__ import annotations
@@ -257,6 +259,10 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
         ).splitlines()
     ]
     shutil.rmtree(hooks)
+    wanted = {f"{name}_{version.replace(':', '%3a')}_" for name, version in installed}
+    for deb in debs.glob("*.deb"):  # drop versions this tree no longer uses
+        if not any(deb.name.startswith(prefix) for prefix in wanted):
+            deb.unlink()
     manifest_tmp = work / "manifest.json"
     manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
     work.rename(entry)
