@@ -12,6 +12,7 @@ forces TCG (CI figures are TCG's).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -146,8 +147,9 @@ class Vm:
         _, variables = firmware()
         shutil.copyfile(variables, self.vars)
         self.overlay.unlink(missing_ok=True)
+        info = json.loads(run(["qemu-img", "info", "--output=json", str(c.image)]))
         run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", info["format"], "-b",
              str(c.image.resolve()), str(self.overlay)]
         )  # fmt: skip
         self.console.write_bytes(b"")
