@@ -40,8 +40,10 @@ def _copy_disk(image: BuildResult, dest: Path) -> Path:
 
 def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
     image = built_image("1.0.0")
-    with Vm(VmConfig(image=Path(image.output) / "railcar_production_image.bin",
-                     run_dir=tmp_path / "vm")) as vm:  # fmt: skip
+    disk = Path(image.output) / "railcar_production_image.bin"
+    # A disk 1 GiB larger than the image, like a cloud volume: ROOT grows into it on boot.
+    size = disk.stat().st_size + (1 << 30)
+    with Vm(VmConfig(image=disk, run_dir=tmp_path / "vm", disk_size=size)) as vm:
         vm.wait_for(BOOTED, BOOT_TIMEOUT)
         line = _booted_line(vm)
     assert "slot=A" in line
@@ -51,6 +53,8 @@ def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
     assert "entry=railcar-a.conf" in line
     assert "esp=railcar-a.conf " in line  # the ESP is mounted at /boot for the agent
     assert "multi-user=active" in line
+    root_mib = int(line.split("root_mib=")[1].split()[0])
+    assert root_mib > 1024  # ROOT was 1024 MiB in the image (examples/railcar.toml)
 
 
 def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -> None:

@@ -145,7 +145,12 @@ def customize(spec: ImageSpec, stage: Path) -> None:
     replace_file(
         stage / "etc/fstab",
         b"# / and /usr come from the kernel command line (root=, mount.usr=); the ESP is\n"
-        b"# mounted at /boot by systemd-gpt-auto-generator.\n",
+        b"# mounted at /boot by systemd-gpt-auto-generator. / grows with its partition.\n"
+        b"LABEL=ROOT / ext4 defaults,x-systemd.growfs 0 1\n",
+    )
+    replace_file(
+        stage / "usr/lib/repart.d/50-root.conf",
+        (data_dir() / "repart" / "50-root.conf").read_bytes(),
     )
     for extra in spec.files:
         replace_file(stage / str(extra.target).lstrip("/"), extra.source.read_bytes(), extra.mode)

@@ -100,6 +100,7 @@ class VmConfig:
     memory_mib: int = 1024
     cpus: int = 2
     accel: Accel = field(default_factory=pick_accel)
+    disk_size: int | None = None  # bytes; a larger virtual disk than the image (cloud volume)
     extra_args: tuple[str, ...] = ()
 
 
@@ -150,7 +151,8 @@ class Vm:
         info = json.loads(run(["qemu-img", "info", "--output=json", str(c.image)]))
         run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", info["format"], "-b",
-             str(c.image.resolve()), str(self.overlay)]
+             str(c.image.resolve()), str(self.overlay),
+             *([str(c.disk_size)] if c.disk_size else [])]
         )  # fmt: skip
         self.console.write_bytes(b"")
         if shutil.which("qemu-system-x86_64") is None:
