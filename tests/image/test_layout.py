@@ -8,6 +8,7 @@ from pathlib import Path
 from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
 from railcar.image.disk import assemble, copy_sparse
 from railcar.image.layout import disk_layout, hash_tree_blocks, verity_geometry
+from railcar.image.rootfs import prune_cache
 from railcar.image.spec import parse_spec
 
 SMALL = """
@@ -108,3 +109,13 @@ def test_copy_sparse_writes_only_data(tmp_path: Path) -> None:
     data = dest.read_bytes()
     assert data[(3 << 20) : (3 << 20) + 4096] == b"x" * 4096
     assert data.count(0) == len(data) - 4096
+
+
+def test_prune_cache_keeps_the_newest(tmp_path: Path) -> None:
+    import os
+
+    for i, name in enumerate(["a", "b", "c", ".x.partial"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    prune_cache(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.partial", "b", "c"]

@@ -51,6 +51,20 @@ _MANYLINUX = [
 _HOST_PYTHON = "/usr/bin/python3"
 
 
+# Cache entries kept per kind (rootfs trees, venv layers, wheelhouses): the newest few, so a
+# long-lived CI cache does not grow with every package or code change.
+KEEP_CACHED = 2
+
+
+def prune_cache(directory: Path, keep: int = KEEP_CACHED) -> None:
+    """Remove all but the ``keep`` most recently made complete entries of ``directory``."""
+    entries = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    entries = [p for p in entries if not p.name.endswith(".partial")]
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def data_dir() -> Path:
     """The builder's own files (dracut module, units), shipped as package data."""
     return Path(str(resources.files("railcar.image") / "data"))
@@ -166,6 +180,7 @@ def _wheelhouse(spec: ImageSpec, cache: Path) -> Path:
         ]
     )  # fmt: skip
     (house / ".complete").write_text("")
+    prune_cache(house.parent)
     return house
 
 
@@ -266,6 +281,7 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     manifest_tmp = work / "manifest.json"
     manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
     work.rename(entry)
+    prune_cache(entry.parent)
     return Rootfs(key, entry / "tree", tuple(installed), kernel, cached=False)  # type: ignore[arg-type]
 
 
@@ -312,6 +328,7 @@ def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
         (partial / ".complete").write_text("")
         shutil.rmtree(layer, ignore_errors=True)
         partial.rename(layer)
+        prune_cache(layer.parent)
         return
     if target.exists():
         shutil.rmtree(target)
