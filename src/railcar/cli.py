@@ -8,10 +8,12 @@ from railcar import __version__
 from railcar.agent.cli import agent
 from railcar.clitools import RailcarGroup
 from railcar.gpt.cli import gpt
+from railcar.image.cli import build
 from railcar.payload.cli import payload
 from railcar.release.cli import key
 from railcar.server.cli import server
 from railcar.server.client import admin
+from railcar.vm.cli import vm
 
 
 @click.group(cls=RailcarGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +28,8 @@ cli.add_command(server)
 cli.add_command(admin)
 cli.add_command(gpt)
 cli.add_command(agent)
+cli.add_command(build)
+cli.add_command(vm)
 
 
 def main() -> None:

@@ -1,0 +1,253 @@
+"""``railcar build``: from a spec to a directory of release artifacts.
+
+Steps: resolve packages and get the cached root filesystem (:mod:`.rootfs`), stage a hard-linked
+copy, install Railcar and the spec's content (:mod:`.content`), make /usr's erofs + verity
+partition image (:mod:`.usr`), the slot's unified kernel and the ESP (:mod:`.esp`), ROOT and OEM
+(ext4), and the disk (:mod:`.disk`).
+
+Outputs (spec §5.1 names with the image's name as prefix)::
+
+    railcar_production_image.bin          the raw disk
+    railcar_production_update.bin         the USR partition image (what a payload writes)
+    railcar_production_image.vmlinuz      the slot's kernel (UKI with the /usr root hash)
+    railcar_production_image_packages.txt package and version, one a line
+    railcar_production_image_contents.txt every path in /usr
+    railcar_production_image_sbom.json    SPDX 2.3 JSON: every Debian package, with purls
+    railcar_production_update.gz          signed CrAU payload (with --payload-key)
+    railcar_production_image.qcow2        the disk as qcow2 (with --format qcow2)
+    version.txt                           RAILCAR_VERSION=… and friends
+    build.json                            what --json prints
+    DIGESTS                               sha256 and sha512 of every file above
+
+Everything is written into ``OUTPUT.partial`` and renamed to ``OUTPUT`` last, so a failed build
+never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from railcar.image.content import customize, os_release, root_tree, trust_payload_keys
+from railcar.image.disk import assemble, make_ext4
+from railcar.image.esp import build_uki, kernel_cmdline, make_esp
+from railcar.image.layout import MIB, disk_layout, verity_geometry
+from railcar.image.rootfs import (
+    Rootfs,
+    build_rootfs,
+    install_railcar,
+    replace_file,
+    stage_copy,
+)
+from railcar.image.sbom import spdx_document
+from railcar.image.spec import ImageSpec
+from railcar.image.usr import UsrImage, make_usr_image
+from railcar.payload.generate import generate_payload
+from railcar.payload.signing import PayloadSigner
+from railcar.runner import run
+
+T = TypeVar("T")
+
+
+def default_cache() -> Path:
+    """``$RAILCAR_CACHE``, else ``~/.cache/railcar``: kept between builds and CI runs."""
+    env = os.environ.get("RAILCAR_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "railcar"
+
+
+@dataclass
+class BuildResult:
+    name: str
+    version: str
+    output: str
+    root_hash: str
+    rootfs_key: str
+    rootfs_cached: bool
+    kernel_version: str
+    usr_filesystem_bytes: int
+    verity_hash_offset: int
+    files: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Report = Callable[[str], None]
+
+
+class _Steps:
+    def __init__(self, report: Report, total: int) -> None:
+        self.report, self.total, self.n = report, total, 0
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, key: str, label: str) -> Iterator[None]:
+        self.n += 1
+        self.report(f"[{self.n}/{self.total}] {label}…")
+        started = time.monotonic()
+        yield
+        self.seconds[key] = round(time.monotonic() - started, 2)
+        self.report(f"[{self.n}/{self.total}] {label}: {self.seconds[key]:.1f} s")
+
+
+def _digests(directory: Path) -> str:
+    lines = []
+    for algo in ("sha256", "sha512"):
+        lines.append(f"# {algo.upper()} HASH")
+        for path in sorted(directory.iterdir()):
+            if path.is_file() and path.name != "DIGESTS":
+                h = hashlib.new(algo)
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                lines.append(f"{h.hexdigest()}  {path.name}")
+    return "\n".join(lines) + "\n"
+
+
+def _contents(usr: Path) -> str:
+    return "".join(
+        f"/usr/{p.relative_to(usr)}{'/' if p.is_dir() and not p.is_symlink() else ''}\n"
+        for p in sorted(usr.rglob("*"))
+    )
+
+
+def _reports(spec: ImageSpec, rootfs: Rootfs, usr: UsrImage, usr_tree: Path, out: Path) -> None:
+    prefix = f"{spec.name}_production"
+    (out / "version.txt").write_text(
+        f"RAILCAR_NAME={spec.name}\nRAILCAR_VERSION={spec.version}\n"
+        f"RAILCAR_VERSION_ID={spec.version}\nRAILCAR_BUILD_ID={spec.source_date_epoch}\n"
+        f"RAILCAR_BOARD={spec.board}\nRAILCAR_SUITE={spec.suite}\n"
+        f"RAILCAR_KERNEL={rootfs.kernel_version}\nRAILCAR_USR_ROOT_HASH={usr.root_hash}\n"
+    )
+    (out / f"{prefix}_image_packages.txt").write_text(
+        "".join(f"{name} {version}\n" for name, version in rootfs.packages)
+    )
+    (out / f"{prefix}_image_contents.txt").write_text(_contents(usr_tree))
+    (out / f"{prefix}_image_sbom.json").write_text(
+        json.dumps(spdx_document(spec, rootfs.packages), indent=1, sort_keys=True) + "\n"
+    )
+
+
+def _extras(
+    steps: _Steps,
+    out: Path,
+    prefix: str,
+    usr: Path,
+    kernel: Path,
+    signers: Sequence[PayloadSigner],
+    *,
+    qcow2: bool,
+) -> None:
+    if signers:
+        with steps.step("payload", "signed update payload"):
+            generate_payload(usr, kernel, out / f"{prefix}_update.gz", signers)
+    if qcow2:
+        with steps.step("qcow2", "qcow2 disk image"):
+            run([
+                "qemu-img", "convert", "-O", "qcow2", "-c",
+                out / f"{prefix}_image.bin", out / f"{prefix}_image.qcow2",
+            ])  # fmt: skip
+
+
+def build_image(
+    spec: ImageSpec,
+    output: Path,
+    *,
+    cache: Path | None = None,
+    report: Report = lambda _: None,
+    payload_signers: Sequence[PayloadSigner] = (),
+    qcow2: bool = False,
+) -> BuildResult:
+    """Build ``spec`` into ``output``; with signers also the signed update payload.
+
+    The image trusts the public keys of ``payload_signers`` for updates
+    (``/usr/share/railcar/payload-key.pub.pem``), so its own payloads verify on it.
+    """
+    cache = cache or default_cache()
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    work = partial / ".work"
+    work.mkdir(parents=True)
+    steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
+    prefix = f"{spec.name}_production"
+
+    with steps.step("rootfs", "root filesystem (mmdebstrap, cached)"):
+        (cache / "logs").mkdir(parents=True, exist_ok=True)
+        rootfs = build_rootfs(spec, cache, log=cache / "logs" / "mmdebstrap.log")
+    report(f"    rootfs {rootfs.key} {'from cache' if rootfs.cached else 'built'}")
+    with steps.step("stage", "staging Railcar and the spec's content"):
+        stage = stage_copy(rootfs.tree, work / "stage")
+        install_railcar(spec, stage, cache)
+        customize(spec, stage)
+        trust_payload_keys(stage, payload_signers)
+    geometry = verity_geometry(spec.partitions.usr * MIB)
+    with steps.step("usr", "/usr: erofs + dm-verity"):
+        usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
+    report(f"    root hash {usr.root_hash}")
+    with steps.step("kernel", "unified kernel image"):
+        cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
+        uki = build_uki(
+            stage, rootfs.kernel_version, cmdline, os_release(spec),
+            partial / f"{prefix}_image.vmlinuz", work,
+        )  # fmt: skip
+    layout = disk_layout(spec)
+    with steps.step("esp", "EFI system partition (systemd-boot)"):
+        esp = make_esp(
+            spec, stage, uki, work / "esp.img",
+            size_bytes=layout.by_label("EFI-SYSTEM").size_bytes,
+            partition_a=layout.by_label("USR-A").number,
+        )  # fmt: skip
+    with steps.step("root", "ROOT and OEM filesystems (ext4)"):
+        root = make_ext4(
+            spec, root_tree(stage, work / "root"), work / "root.img", label="ROOT",
+            size_bytes=layout.by_label("ROOT").size_bytes,
+        )  # fmt: skip
+        oem_dir = work / "oem"
+        oem_dir.mkdir()
+        replace_file(oem_dir / "oem-release", f"ID={spec.oem_id}\nNAME={spec.oem_id}\n".encode())
+        oem = make_ext4(
+            spec, oem_dir, work / "oem.img", label="OEM",
+            size_bytes=layout.by_label("OEM").size_bytes,
+        )  # fmt: skip
+    with steps.step("disk", "disk image (GPT)"):
+        assemble(
+            layout,
+            {"EFI-SYSTEM": esp, "USR-A": usr.path, "OEM": oem, "ROOT": root},
+            partial / f"{prefix}_image.bin",
+        )
+    _extras(steps, partial, prefix, usr.path, uki, payload_signers, qcow2=qcow2)
+    with steps.step("reports", "version, packages, contents, digests"):
+        _reports(spec, rootfs, usr, stage / "usr", partial)
+        shutil.rmtree(work)
+        result = BuildResult(
+            name=spec.name,
+            version=spec.version,
+            output=str(output),
+            root_hash=usr.root_hash,
+            rootfs_key=rootfs.key,
+            rootfs_cached=rootfs.cached,
+            kernel_version=rootfs.kernel_version,
+            usr_filesystem_bytes=usr.filesystem_bytes,
+            verity_hash_offset=geometry.hash_offset,
+            files={p.name: str(output / p.name) for p in sorted(partial.iterdir()) if p.is_file()},
+        )
+        result.files["build.json"] = str(output / "build.json")
+        result.files["DIGESTS"] = str(output / "DIGESTS")
+    result.seconds = steps.seconds
+    (partial / "build.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    started = time.monotonic()
+    (partial / "DIGESTS").write_text(_digests(partial))
+    report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s")
+    if output.exists():
+        shutil.rmtree(output)
+    partial.rename(output)
+    return result

@@ -1,0 +1,26 @@
+#!/bin/bash
+# Railcar: open the booted slot's /usr (erofs + dm-verity hash tree at a fixed offset in the same
+# partition) as /dev/mapper/usr. systemd 252's veritysetup generator cannot read a hash tree
+# inside the data partition, so this small module does it, as Flatcar's minimal-init does.
+
+check() {
+    require_binaries veritysetup || return 1
+    return 255
+}
+
+depends() {
+    echo systemd dm
+}
+
+installkernel() {
+    instmods dm_verity erofs efivarfs
+}
+
+install() {
+    inst_multiple veritysetup cat tr tail mount sleep ls modprobe
+    inst_script "$moddir/railcar-usr-verity.sh" /usr/lib/railcar/railcar-usr-verity
+    inst_simple "$moddir/railcar-usr-verity.service" \
+        "$systemdsystemunitdir/railcar-usr-verity.service"
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd-root-device.target \
+        railcar-usr-verity.service
+}

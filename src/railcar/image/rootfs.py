@@ -1,0 +1,353 @@
+"""The Debian root filesystem, built by mmdebstrap and kept in a content-addressed cache.
+
+The cache key (:func:`rootfs_key`) covers what the tree is made of: the spec's distribution and
+package settings, the *resolved* package versions (``mmdebstrap --simulate``, a few seconds),
+the Railcar wheel and its locked dependencies, and the dracut module shipped with the builder.
+A rebuild after a change elsewhere in the spec (version, extra files, units, cmdline, sizes)
+reuses the tree; a new package version on the mirror makes a new tree.
+
+The cached tree is never changed after it is complete: builds take a hard-linked copy
+(:func:`stage_copy`) and must replace files (unlink, then write), never write into them.
+
+What the cached tree holds beyond the packages: the dracut module that opens /usr with dm-verity,
+and an initrd rebuilt with it. Railcar itself goes into ``/usr/lib/railcar/venv`` as a separate
+cached layer (:func:`install_railcar`: the image's own python3, wheels fetched on the build host
+once), so a change to Railcar's code does not rebuild the tree. Downloaded ``.deb`` files are kept
+under ``debs/`` so a new package version downloads only that package.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from railcar.image.errors import RootfsError
+from railcar.image.spec import ImageSpec
+from railcar.runner import run
+
+RAILCAR_VENV = "/usr/lib/railcar/venv"
+DRACUT_MODULE = "/usr/lib/dracut/modules.d/90railcar-usr"
+_INST = re.compile(r"^Inst (\S+) \((\S+) ")
+_PLATFORM = {"amd64": "x86_64", "arm64": "aarch64"}
+# Debian 12's glibc is 2.36: any manylinux wheel up to that runs in the image.
+_MANYLINUX = [
+    *(f"manylinux_2_{minor}" for minor in range(36, 16, -1)),
+    "manylinux2014",
+    "manylinux2010",
+    "manylinux1",
+]
+# pip of the build host's Debian python3 (the same 3.11 the image runs), not a venv's.
+_HOST_PYTHON = "/usr/bin/python3"
+
+
+# Cache entries kept per kind (rootfs trees, venv layers, wheelhouses): the newest few, so a
+# long-lived CI cache does not grow with every package or code change.
+KEEP_CACHED = 2
+
+
+def prune_cache(directory: Path, keep: int = KEEP_CACHED) -> None:
+    """Remove all but the ``keep`` most recently made complete entries of ``directory``."""
+    entries = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    entries = [p for p in entries if not p.name.endswith(".partial")]
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def data_dir() -> Path:
+    """The builder's own files (dracut module, units), shipped as package data."""
+    return Path(str(resources.files("railcar.image") / "data"))
+
+
+def project_root() -> Path:
+    """The source tree Railcar is installed from (has pyproject.toml and uv.lock)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "uv.lock").is_file():
+            return parent
+    raise RootfsError(
+        "cannot find Railcar's source tree (pyproject.toml, uv.lock) to install into the image",
+        hint="run railcar build from a checkout of the repository",
+    )
+
+
+def _tree_digest(root: Path, *, suffixes: tuple[str, ...] = ()) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts or (suffixes and path.suffix not in suffixes):
+            continue
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def railcar_digest() -> str:
+    """What the installed Railcar is made of: its sources and its lock file."""
+    root = project_root()
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "uv.lock"):
+        h.update(hashlib.sha256((root / name).read_bytes()).digest())
+    h.update(_tree_digest(root / "src" / "railcar").encode())
+    return h.hexdigest()
+
+
+def mmdebstrap_base(spec: ImageSpec) -> list[str]:
+    return [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--mode=root",
+        f"--architectures={spec.architecture.value}",
+        f"--include={','.join([*spec.packages, spec.kernel_package])}",
+    ]
+
+
+def resolve_packages(spec: ImageSpec) -> list[tuple[str, str]]:
+    """The (package, version) pairs mmdebstrap would install today, sorted."""
+    with tempfile.TemporaryDirectory(prefix="railcar-resolve-") as tmp:
+        cmd = [*mmdebstrap_base(spec), "--simulate", "--verbose", spec.suite, f"{tmp}/rootfs.tar"]
+        # mmdebstrap prints apt's simulation on stderr.
+        proc = subprocess.run([*cmd, *spec.mirrors], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        raise RootfsError(f"mmdebstrap could not resolve the package set: {tail}")
+    out = proc.stdout + proc.stderr
+    found = sorted({(m[1], m[2]) for line in out.splitlines() if (m := _INST.match(line))})
+    if not found:
+        raise RootfsError(f"mmdebstrap resolved no packages for suite {spec.suite!r}")
+    return found
+
+
+def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
+    material = {
+        "spec": spec.rootfs_fields(),
+        "packages": packages,
+        "dracut": _tree_digest(data_dir() / "dracut"),
+        "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
+        "format": 1,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Rootfs:
+    """A complete, cached tree and what was installed into it."""
+
+    key: str
+    tree: Path
+    packages: tuple[tuple[str, str], ...]
+    kernel_version: str
+    cached: bool
+
+
+def _wheelhouse(spec: ImageSpec, cache: Path) -> Path:
+    """Railcar's wheel and its locked dependencies, built and downloaded once per lock."""
+    root = project_root()
+    house = cache / "wheels" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
+    if (house / ".complete").is_file():
+        return house
+    shutil.rmtree(house, ignore_errors=True)
+    house.mkdir(parents=True)
+    uv = shutil.which("uv") or "uv"
+    run([uv, "build", "--wheel", "--out-dir", house, root], cwd=root)
+    requirements = house / "requirements.txt"
+    requirements.write_text(
+        run(
+            [
+                uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes",
+                "--project", root,
+            ]
+        )
+    )  # fmt: skip
+    machine = _PLATFORM[spec.architecture.value]
+    platforms = [arg for tag in _MANYLINUX for arg in ("--platform", f"{tag}_{machine}")]
+    run(
+        [
+            _HOST_PYTHON, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
+            "--abi", "cp311", "--abi", "abi3", "--abi", "none", *platforms,
+            "--dest", house, "--requirement", requirements,
+        ]
+    )  # fmt: skip
+    (house / ".complete").write_text("")
+    prune_cache(house.parent)
+    return house
+
+
+def _customize_script() -> str:
+    """Shell run by mmdebstrap's customize hook: an initrd with Railcar's dracut module."""
+    return """set -eu
+root="$1"
+kver=$(ls "$root/lib/modules" | head -1)
+chroot "$root" dracut --force --quiet --kver "$kver" "/boot/initrd.img-$kver"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
+"""
+
+
+@contextmanager
+def cache_lock(cache: Path, name: str) -> Iterator[None]:
+    """Serialise builders sharing ``cache`` (parallel test workers, concurrent CI jobs)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Rootfs:
+    """The cached tree for ``spec`` (built with mmdebstrap when the cache has none)."""
+    packages = resolve_packages(spec)
+    key = rootfs_key(spec, packages)
+    with cache_lock(cache, "rootfs"):
+        return _cached_rootfs(spec, cache, key, log)
+
+
+def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
+    entry = cache / "rootfs" / key
+    manifest = entry / "manifest.json"
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        return Rootfs(
+            key, entry / "tree", tuple(map(tuple, info["packages"])), info["kernel"], cached=True
+        )
+    if os.geteuid() != 0:
+        raise RootfsError(
+            "building the root filesystem needs root (mmdebstrap --mode=root)",
+            hint="run railcar build as root, or with a cache that already holds this rootfs",
+        )
+    shutil.rmtree(entry, ignore_errors=True)
+    work = cache / "rootfs" / f".{key}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    hooks = work / "hooks"
+    shutil.copytree(data_dir() / "dracut" / "90railcar-usr", hooks / "90railcar-usr")
+    (hooks / "conf").mkdir()
+    shutil.copy(data_dir() / "dracut.conf", hooks / "conf" / "00-railcar.conf")
+    customize = hooks / "customize.sh"
+    customize.write_text(_customize_script())
+    tree = work / "tree"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}
+    debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
+    debs.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        *mmdebstrap_base(spec),
+        # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
+        # version costs one download, not all of them.
+        "--skip=essential/unlink",
+        '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
+        f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+        '--customize-hook=mkdir -p "$1/usr/lib/dracut/modules.d/90railcar-usr"'
+        ' "$1/etc/dracut.conf.d"',
+        f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
+        f"--customize-hook=copy-in {hooks / 'conf' / '00-railcar.conf'} /etc/dracut.conf.d",
+        f'--customize-hook=sh {customize} "$1"',
+        spec.suite,
+        str(tree),
+        *spec.mirrors,
+    ]
+    with open(log or os.devnull, "ab") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    if proc.returncode != 0:
+        where = f"; see {log}" if log else ""
+        raise RootfsError(f"mmdebstrap failed with exit status {proc.returncode}{where}")
+    kernels = sorted((tree / "usr/lib/modules").iterdir())
+    if len(kernels) != 1:
+        raise RootfsError(f"expected one kernel in the rootfs, found {[k.name for k in kernels]}")
+    kernel = kernels[0].name
+    installed = [
+        tuple(line.split("\t"))
+        for line in run(
+            ["chroot", tree, "dpkg-query", "-W", "-f=${Package}\t${Version}\n"]
+        ).splitlines()
+    ]
+    shutil.rmtree(hooks)
+    wanted = {f"{name}_{version.replace(':', '%3a')}_" for name, version in installed}
+    for deb in debs.glob("*.deb"):  # drop versions this tree no longer uses
+        if not any(deb.name.startswith(prefix) for prefix in wanted):
+            deb.unlink()
+    manifest_tmp = work / "manifest.json"
+    manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
+    work.rename(entry)
+    prune_cache(entry.parent)
+    return Rootfs(key, entry / "tree", tuple(installed), kernel, cached=False)  # type: ignore[arg-type]
+
+
+def install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
+    """Railcar in a venv at ``/usr/lib/railcar/venv`` of ``stage``, from a cached layer.
+
+    The layer is keyed by Railcar's sources and lock file, so a code change reinstalls only
+    Railcar, not the whole root filesystem. The venv is made by the image's own python3.
+    """
+    with cache_lock(cache, "venv"):
+        _install_railcar(spec, stage, cache)
+
+
+def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
+    layer = cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
+    target = stage / RAILCAR_VENV.lstrip("/")
+    if not (layer / ".complete").is_file():
+        house = _wheelhouse(spec, cache)
+        wheels = stage / "tmp" / "railcar-wheels"
+        shutil.rmtree(wheels, ignore_errors=True)
+        shutil.copytree(house, wheels)
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        for cmd in (
+            ["chroot", str(stage), "python3", "-m", "venv", RAILCAR_VENV],
+            [
+                "chroot", str(stage), f"{RAILCAR_VENV}/bin/pip", "install", "--quiet",
+                "--no-index", "--disable-pip-version-check", "--find-links",
+                "/tmp/railcar-wheels", "railcar",
+            ],
+        ):  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if proc.returncode != 0:
+                tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+                raise RootfsError(f"installing Railcar into the image failed: {tail}")
+        shutil.rmtree(wheels)
+        partial = layer.with_name(layer.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        run(["cp", "-a", target, partial / "venv"])
+        (partial / ".complete").write_text("")
+        shutil.rmtree(layer, ignore_errors=True)
+        partial.rename(layer)
+        prune_cache(layer.parent)
+        return
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-a", "--link", layer / "venv", target])
+
+
+def stage_copy(tree: Path, dest: Path) -> Path:
+    """A hard-linked copy of ``tree`` at ``dest`` (replace files in it; never write into them)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-a", "--link", tree, dest])
+    return dest
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` as a new inode, so a hard-linked cache copy is never changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.write_bytes(data)
+    path.chmod(mode)

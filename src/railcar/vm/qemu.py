@@ -1,0 +1,222 @@
+"""Boot a Railcar disk image in QEMU: UEFI (OVMF), a copy-on-write overlay, serial to a file.
+
+Networking is QEMU's user mode only; the one way in is SSH forwarded from ``127.0.0.1:PORT``.
+The guest reaches the host as 10.0.2.2 (QEMU's user-mode gateway). The image file is never
+written: the VM writes to a qcow2 overlay in its run directory, next to its own copy of the
+OVMF variable store (where systemd-boot keeps its variables).
+
+KVM is used when ``/dev/kvm`` can be opened read-write, else TCG; ``RAILCAR_VM_ACCEL=tcg``
+forces TCG (CI figures are TCG's).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from railcar.errors import RailcarError
+from railcar.runner import run
+
+# Debian's ovmf package: the 4 MiB flash layout (code read-only, variables per VM).
+OVMF_DIRS = (Path("/usr/share/OVMF"),)
+OVMF_CODE = "OVMF_CODE_4M.fd"
+OVMF_VARS = "OVMF_VARS_4M.fd"
+# QEMU docs (fw_cfg): Ignition's qemu platform reads its config from this fw_cfg name.
+IGNITION_FW_CFG = "opt/com.coreos/config"
+
+
+_ANSI = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][A-Z0-9])")
+
+
+class VmError(RailcarError):
+    """The VM could not be started, or did not reach what was waited for."""
+
+
+class MarkerTimeoutError(VmError):
+    """The console never showed the marker within the timeout."""
+
+
+class Accel(StrEnum):
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+def pick_accel() -> Accel:
+    forced = os.environ.get("RAILCAR_VM_ACCEL")
+    if forced:
+        try:
+            return Accel(forced)
+        except ValueError:
+            raise VmError(f"RAILCAR_VM_ACCEL={forced!r}, expected 'kvm' or 'tcg'") from None
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return Accel.TCG
+    os.close(fd)
+    return Accel.KVM if _kvm_starts() else Accel.TCG
+
+
+@functools.cache
+def _kvm_starts() -> bool:
+    """Whether QEMU can set up a KVM vCPU here (nested hosts may refuse its MSRs and abort)."""
+    probe = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "host", "-nodefaults",
+         "-display", "none", "-monitor", "none", "-S", "-m", "64"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        probe.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.wait()
+        return True
+    return False
+
+
+def firmware() -> tuple[Path, Path]:
+    for d in OVMF_DIRS:
+        code, variables = d / OVMF_CODE, d / OVMF_VARS
+        if code.is_file() and variables.is_file():
+            return code, variables
+    raise VmError("OVMF firmware not found (OVMF_CODE_4M.fd)", hint="run scripts/setup (ovmf)")
+
+
+@dataclass
+class VmConfig:
+    image: Path
+    run_dir: Path
+    ignition: Path | None = None
+    ssh_port: int | None = None
+    memory_mib: int = 1024
+    cpus: int = 2
+    accel: Accel = field(default_factory=pick_accel)
+    disk_size: int | None = None  # bytes; a larger virtual disk than the image (cloud volume)
+    extra_args: tuple[str, ...] = ()
+
+
+class Vm:
+    """One QEMU process; use as a context manager so it is always stopped (by its PID)."""
+
+    def __init__(self, config: VmConfig) -> None:
+        self.config = config
+        self.console = config.run_dir / "console.log"
+        self.overlay = config.run_dir / "disk.qcow2"
+        self.vars = config.run_dir / "OVMF_VARS.fd"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def command(self) -> list[str]:
+        c = self.config
+        code, _ = firmware()
+        cpu = "host" if c.accel is Accel.KVM else "max"
+        nic = "user,model=virtio-net-pci"
+        if c.ssh_port is not None:
+            nic += f",hostfwd=tcp:127.0.0.1:{c.ssh_port}-:22"
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine", f"q35,accel={c.accel.value}",
+            "-cpu", cpu,
+            "-smp", str(c.cpus),
+            "-m", str(c.memory_mib),
+            "-display", "none",
+            "-monitor", "none",
+            "-serial", f"file:{self.console}",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
+            "-drive", f"file={self.overlay},if=virtio,format=qcow2",
+            "-nic", nic,
+        ]  # fmt: skip
+        if c.ignition is not None:
+            cmd += ["-fw_cfg", f"name={IGNITION_FW_CFG},file={c.ignition}"]
+        return [*cmd, *c.extra_args]
+
+    def start(self) -> Vm:
+        c = self.config
+        if not c.image.is_file():
+            raise VmError(f"{c.image} is not a disk image file")
+        c.run_dir.mkdir(parents=True, exist_ok=True)
+        _, variables = firmware()
+        shutil.copyfile(variables, self.vars)
+        self.overlay.unlink(missing_ok=True)
+        info = json.loads(run(["qemu-img", "info", "--output=json", str(c.image)]))
+        run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", info["format"], "-b",
+             str(c.image.resolve()), str(self.overlay),
+             *([str(c.disk_size)] if c.disk_size else [])]
+        )  # fmt: skip
+        self.console.write_bytes(b"")
+        if shutil.which("qemu-system-x86_64") is None:
+            raise VmError("qemu-system-x86_64 is not installed", hint="run scripts/setup")
+        with open(c.run_dir / "qemu.log", "wb") as qlog:
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog
+            )
+        self.started = time.monotonic()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def console_text(self) -> str:
+        """The serial console so far, without terminal escape sequences."""
+        try:
+            raw = self.console.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+        return _ANSI.sub("", raw).replace("\r", "")
+
+    def wait_for(self, marker: str, timeout: float, *, count: int = 1) -> float:
+        """Seconds from start until ``marker`` appeared ``count`` times on the console."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.console_text().count(marker) >= count:
+                return time.monotonic() - self.started
+            if not self.running():
+                if self.console_text().count(marker) >= count:
+                    return time.monotonic() - self.started
+                raise VmError(
+                    f"QEMU exited (status {self.proc.returncode if self.proc else '?'}) before"
+                    f" the console showed {marker!r}; console: {self.console}"
+                )
+            time.sleep(0.5)
+        raise MarkerTimeoutError(
+            f"the console did not show {marker!r} within {timeout:.0f} s; console: {self.console}"
+        )
+
+    def export_disk(self, dest: Path) -> Path:
+        """The VM's disk as it is now (image plus overlay) as a raw file; stop the VM first."""
+        if self.running():
+            raise VmError("stop the VM before exporting its disk")
+        run(["qemu-img", "convert", "-O", "raw", "-S", "4k", str(self.overlay), str(dest)])
+        return dest
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Vm:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,194 @@
+"""`railcar build` on the example spec: the disk, the USR image and the kernel, checked with the
+real tools (sgdisk, cgpt, veritysetup, objcopy, blkid, sha256sum); and a rebuild is identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from railcar.cli import cli
+from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
+from railcar.image import BuildResult, build_image, parse_spec
+from railcar.image.build import default_cache
+from tests.conftest import KeyPair
+from tests.imagebuild import EXAMPLE, built_image, example_spec_text
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def image() -> BuildResult:
+    return built_image("1.0.0")
+
+
+def _out(image: BuildResult, name: str) -> Path:
+    return Path(image.output) / name
+
+
+def _sh(*args: str | Path) -> str:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout
+
+
+def test_disk_has_the_container_linux_layout(image: BuildResult) -> None:
+    disk = _out(image, "railcar_production_image.bin")
+    _sh("sgdisk", "-v", disk)
+    table = _sh("sgdisk", "-p", disk)
+    assert "00000000-0000-0000-0000-000000000001" in table
+    for number, label, ptype in [
+        (1, "EFI-SYSTEM", PartitionType.EFI),
+        (2, "BIOS-BOOT", PartitionType.BIOS),
+        (3, "USR-A", PartitionType.FLATCAR_USR),
+        (4, "USR-B", PartitionType.FLATCAR_USR),
+        (6, "OEM", PartitionType.LINUX_DATA),
+        (7, "OEM-CONFIG", PartitionType.FLATCAR_RESERVED),
+        (9, "ROOT", PartitionType.FLATCAR_RESIZE),
+    ]:
+        info = _sh("sgdisk", "-i", str(number), disk)
+        assert f"Partition name: '{label}'" in info
+        assert str(ptype.guid).upper() in info
+    assert str(USR_A_UUID).upper() in _sh("sgdisk", "-i", "3", disk)
+    assert str(USR_B_UUID).upper() in _sh("sgdisk", "-i", "4", disk)
+    assert _sh("cgpt", "show", "-i", "3", "-P", disk).strip() == "1"
+    assert _sh("cgpt", "show", "-i", "3", "-S", disk).strip() == "1"
+    assert _sh("cgpt", "show", "-i", "4", "-A", disk).strip() == "0"
+    # ROOT and OEM are ext4 with their labels; the ESP is FAT32 labelled EFI-SYSTEM.
+    starts = {n: int(_sh("cgpt", "show", "-i", str(n), "-b", disk)) * 512 for n in (1, 6, 9)}
+    root = _sh("blkid", "-p", "-O", str(starts[9]), "-o", "export", disk)
+    assert "LABEL=ROOT" in root and "TYPE=ext4" in root
+    assert "LABEL=OEM" in _sh("blkid", "-p", "-O", str(starts[6]), "-o", "export", disk)
+    assert "LABEL=EFI-SYSTEM" in _sh("blkid", "-p", "-O", str(starts[1]), "-o", "export", disk)
+
+
+def test_usr_image_verifies_and_detects_one_flipped_byte(
+    image: BuildResult, tmp_path: Path
+) -> None:
+    usr = _out(image, "railcar_production_update.bin")
+    assert usr.stat().st_size == 1 << 30  # exactly one USR partition
+    offset = f"--hash-offset={image.verity_hash_offset}"
+    _sh("veritysetup", "verify", offset, usr, usr, image.root_hash)
+    bad = tmp_path / "usr.bin"
+    subprocess.run(["cp", "--sparse=always", str(usr), str(bad)], check=True)
+    with open(bad, "r+b") as f:
+        f.seek(1024 + 8)  # inside the erofs superblock (data block 0)
+        byte = f.read(1)
+        f.seek(1024 + 8)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    proc = subprocess.run(
+        ["veritysetup", "verify", offset, str(bad), str(bad), image.root_hash],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+
+
+def test_kernel_carries_the_root_hash(image: BuildResult, tmp_path: Path) -> None:
+    kernel = _out(image, "railcar_production_image.vmlinuz")
+    cmdline = tmp_path / "cmdline"
+    _sh("objcopy", "-O", "binary", "--only-section=.cmdline", kernel, cmdline)
+    text = cmdline.read_bytes().rstrip(b"\0").decode()
+    assert f"verity.usrhash={image.root_hash}" in text
+    assert f"railcar.verity_hash_offset={image.verity_hash_offset}" in text
+    assert "mount.usr=/dev/mapper/usr" in text
+    assert ".linux" in _sh("objdump", "-h", kernel)
+
+
+def test_reports_and_digests(image: BuildResult) -> None:
+    out = Path(image.output)
+    version = dict(line.split("=", 1) for line in (out / "version.txt").read_text().splitlines())
+    assert version["RAILCAR_VERSION"] == "1.0.0"
+    assert version["RAILCAR_USR_ROOT_HASH"] == image.root_hash
+    packages = (out / "railcar_production_image_packages.txt").read_text().split("\n")
+    names = {line.split(" ")[0] for line in packages if line}
+    assert {"systemd", "containerd", "docker.io", "openssh-server"} <= names
+    contents = (out / "railcar_production_image_contents.txt").read_text()
+    assert "/usr/lib/railcar/venv/bin/railcar\n" in contents
+    assert "/usr/lib/systemd/system/multi-user.target.wants/railcar-agent.service\n" in contents
+    digests = (out / "DIGESTS").read_text().split("# SHA512 HASH")[0]
+    sha256_lines = [line for line in digests.splitlines() if not line.startswith("#")]
+    proc = subprocess.run(
+        ["sha256sum", "--check", "--strict", "-"], input="\n".join(sha256_lines) + "\n",
+        cwd=out, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "railcar_production_image.bin: OK" in proc.stdout
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_rebuild_gives_the_same_usr_image(image: BuildResult, tmp_path: Path) -> None:
+    again = build_image(
+        parse_spec(example_spec_text("1.0.0"), path=EXAMPLE), tmp_path / "out",
+        cache=default_cache(),
+    )  # fmt: skip
+    assert again.rootfs_key == image.rootfs_key
+    assert again.root_hash == image.root_hash
+    name = "railcar_production_update.bin"
+    assert _sha256(tmp_path / "out" / name) == _sha256(_out(image, name))
+
+
+def test_build_cli_signs_a_payload_the_image_trusts(
+    cli_runner: CliRunner, keypair: KeyPair, tmp_path: Path
+) -> None:
+    spec = tmp_path / "railcar.toml"
+    spec.write_text(example_spec_text("1.1.0"))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "motd").write_text("payload test\n")
+    out = tmp_path / "out"
+    result = cli_runner.invoke(
+        cli, ["build", str(spec), "--output", str(out), "--payload-key", str(keypair.private),
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    payload = Path(summary["files"]["railcar_production_update.gz"])
+    verified = cli_runner.invoke(
+        cli, ["payload", "verify", str(payload), "--key", str(keypair.public), "--json"]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["valid"] is True
+    # The image carries the key its agent verifies payloads with.
+    contents = (out / "railcar_production_image_contents.txt").read_text()
+    assert "/usr/share/railcar/payload-key.pub.pem\n" in contents
+    # Applying the payload reproduces the USR image byte for byte, and the kernel.
+    applied, kernel = tmp_path / "usr.bin", tmp_path / "vmlinuz"
+    with open(applied, "wb") as f:
+        f.truncate(1 << 30)
+    done = cli_runner.invoke(
+        cli, ["payload", "apply", str(payload), "--target", str(applied), "--kernel-out",
+              str(kernel), "--key", str(keypair.public)],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert _sha256(applied) == _sha256(out / "railcar_production_update.bin")
+    assert kernel.read_bytes() == (out / "railcar_production_image.vmlinuz").read_bytes()
+
+
+def test_bad_spec_is_one_line_exit_1(cli_runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[image]\nversion = "1"\n[packages]\ninclude = "systemd"\n')
+    result = cli_runner.invoke(cli, ["build", str(spec), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "packages.include: found str 'systemd', expected a list of strings" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sbom_lists_every_package(image: BuildResult) -> None:
+    out = Path(image.output)
+    sbom = json.loads((out / "railcar_production_image_sbom.json").read_text())
+    assert sbom["spdxVersion"] == "SPDX-2.3"
+    listed = {(p["name"], p["versionInfo"]) for p in sbom["packages"][1:]}
+    lines = (out / "railcar_production_image_packages.txt").read_text().splitlines()
+    assert listed == {tuple(line.split(" ", 1)) for line in lines}
+    ids = [p["SPDXID"] for p in sbom["packages"]]
+    assert len(ids) == len(set(ids))
+    purls = [p["externalRefs"][0]["referenceLocator"] for p in sbom["packages"][1:]]
+    assert any(purl.startswith("pkg:deb/debian/systemd@") for purl in purls)

@@ -1,0 +1,121 @@
+"""The Container Linux partition layout and the verity geometry, held to sfdisk, sgdisk and cgpt."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
+from railcar.image.disk import assemble, copy_sparse
+from railcar.image.layout import disk_layout, hash_tree_blocks, verity_geometry
+from railcar.image.rootfs import prune_cache
+from railcar.image.spec import parse_spec
+
+SMALL = """
+[image]
+version = "1.0.0"
+[partitions]
+esp = 33
+usr = 16
+oem = 8
+oem_config = 4
+root = 16
+"""
+
+
+def test_flatcar_usr_geometry() -> None:
+    # spec §3: 1 GiB USR partition, data 260094 blocks, hash tree at 1,065,345,024 bytes,
+    # 2049 hash blocks (2032 + 16 + 1) plus the superblock fill it exactly.
+    g = verity_geometry(1 << 30)
+    assert g.data_blocks == 260094
+    assert g.hash_offset == 1_065_345_024
+    assert g.hash_blocks == 2049
+    assert g.data_blocks + 1 + g.hash_blocks == (1 << 30) // 4096
+
+
+def test_hash_tree_levels() -> None:
+    assert hash_tree_blocks(1) == 1
+    assert hash_tree_blocks(128) == 1
+    assert hash_tree_blocks(129) == 3  # two leaves and a root
+
+
+def test_flatcar_offsets_for_the_old_layout() -> None:
+    # spec §1.1 "older layout": first LBAs of the default (old-size) partitions.
+    layout = disk_layout(parse_spec('[image]\nversion = "1"\n[partitions]\nroot = 2162\n'))
+    starts = {p.number: p.start for p in layout.partitions}
+    assert starts == {
+        1: 4096, 2: 266240, 3: 270336, 4: 2367488, 6: 4464640, 7: 4726784, 9: 4857856,
+    }  # fmt: skip
+
+
+def _sgdisk_info(disk: Path, number: int) -> str:
+    return subprocess.run(
+        ["sgdisk", "-i", str(number), str(disk)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _cgpt(disk: Path, *args: str) -> str:
+    return subprocess.run(
+        ["cgpt", "show", *args, str(disk)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_table_matches_sgdisk_and_cgpt(tmp_path: Path) -> None:
+    spec = parse_spec(SMALL)
+    layout = disk_layout(spec)
+    disk = assemble(layout, {}, tmp_path / "disk.bin")
+    subprocess.run(["sgdisk", "-v", str(disk)], check=True, capture_output=True)
+    expected = {
+        1: ("EFI-SYSTEM", PartitionType.EFI),
+        2: ("BIOS-BOOT", PartitionType.BIOS),
+        3: ("USR-A", PartitionType.FLATCAR_USR),
+        4: ("USR-B", PartitionType.FLATCAR_USR),
+        6: ("OEM", PartitionType.LINUX_DATA),
+        7: ("OEM-CONFIG", PartitionType.FLATCAR_RESERVED),
+        9: ("ROOT", PartitionType.FLATCAR_RESIZE),
+    }
+    for number, (label, ptype) in expected.items():
+        info = _sgdisk_info(disk, number)
+        assert f"Partition name: '{label}'" in info
+        assert f"Partition GUID code: {str(ptype.guid).upper()}" in info
+    for number in (5, 8):
+        assert "does not exist" in _sgdisk_info(disk, number)
+    assert f"Partition unique GUID: {str(USR_A_UUID).upper()}" in _sgdisk_info(disk, 3)
+    assert f"Partition unique GUID: {str(USR_B_UUID).upper()}" in _sgdisk_info(disk, 4)
+    assert (
+        "Disk identifier (GUID): 00000000-0000-0000-0000-000000000001"
+        in subprocess.run(
+            ["sgdisk", "-p", str(disk)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    # Fresh Flatcar image (spec §1.3): USR-A priority 1 tries 0 successful 1; USR-B all zero.
+    assert (_cgpt(disk, "-i", "3", "-P"), _cgpt(disk, "-i", "3", "-T")) == ("1", "0")
+    assert _cgpt(disk, "-i", "3", "-S") == "1"
+    assert _cgpt(disk, "-i", "4", "-A") == "0"
+    # Partition starts are 2 MiB aligned, as disk_layout.json's part_alignment.
+    assert all(p.start % 4096 == 0 for p in layout.partitions)
+
+
+def test_copy_sparse_writes_only_data(tmp_path: Path) -> None:
+    src = tmp_path / "part.img"
+    with open(src, "wb") as f:
+        f.truncate(4 << 20)
+        f.seek(1 << 20)
+        f.write(b"x" * 4096)
+    dest = tmp_path / "disk"
+    with open(dest, "wb") as f:
+        f.truncate(8 << 20)
+    assert copy_sparse(src, dest, 2 << 20, 4 << 20) == 4096
+    data = dest.read_bytes()
+    assert data[(3 << 20) : (3 << 20) + 4096] == b"x" * 4096
+    assert data.count(0) == len(data) - 4096
+
+
+def test_prune_cache_keeps_the_newest(tmp_path: Path) -> None:
+    import os
+
+    for i, name in enumerate(["a", "b", "c", ".x.partial"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    prune_cache(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.partial", "b", "c"]

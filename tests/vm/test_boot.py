@@ -1,0 +1,106 @@
+"""Built images booted in QEMU (UEFI, systemd-boot): multi-user with /usr from dm-verity, and a
+slot whose /usr was altered by one byte fails its attempt so the loader falls back."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from railcar.agent.slots import Slot
+from railcar.gpt import GptDisk, GptPrio
+from railcar.image import BuildResult
+from railcar.image.bootcontrol import SystemdBootControl
+from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
+from railcar.image.disk import copy_sparse
+from railcar.image.layout import disk_layout
+from railcar.image.spec import parse_spec
+from railcar.vm import Vm, VmConfig
+from tests.imagebuild import EXAMPLE, built_image, example_spec_text
+
+pytestmark = pytest.mark.slow
+
+BOOTED = "RAILCAR-BOOTED"
+# One boot under TCG on two shared cores takes 1-3 min; leave room for a slow host.
+BOOT_TIMEOUT = 600.0
+
+
+def _booted_line(vm: Vm, n: int = 1) -> str:
+    lines = [line for line in vm.console_text().splitlines() if BOOTED in line]
+    return lines[n - 1]
+
+
+def _copy_disk(image: BuildResult, dest: Path) -> Path:
+    disk = dest / "disk.bin"
+    src = Path(image.output) / "railcar_production_image.bin"
+    subprocess.run(["cp", "--sparse=always", str(src), str(disk)], check=True)
+    return disk
+
+
+def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
+    image = built_image("1.0.0")
+    disk = Path(image.output) / "railcar_production_image.bin"
+    # A disk 1 GiB larger than the image, like a cloud volume: ROOT grows into it on boot.
+    size = disk.stat().st_size + (1 << 30)
+    with Vm(VmConfig(image=disk, run_dir=tmp_path / "vm", disk_size=size)) as vm:
+        vm.wait_for(BOOTED, BOOT_TIMEOUT)
+        line = _booted_line(vm)
+    assert "slot=A" in line
+    assert "version=1.0.0" in line
+    assert "usr=/dev/mapper/usr" in line
+    assert "verity=yes" in line and "readonly=yes" in line
+    assert "entry=railcar-a.conf" in line
+    assert "esp=railcar-a.conf " in line  # the ESP is mounted at /boot for the agent
+    assert "multi-user=active" in line
+    root_mib = int(line.split("root_mib=")[1].split()[0])
+    assert root_mib > 1024  # ROOT was 1024 MiB in the image (examples/railcar.toml)
+
+
+def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -> None:
+    v1, v2 = built_image("1.0.0"), built_image("2.0.0")
+    assert v1.root_hash != v2.root_hash
+    disk = _copy_disk(v1, tmp_path)
+    layout = disk_layout(parse_spec(example_spec_text("1.0.0"), path=EXAMPLE))
+    esp = MtoolsEsp(disk, layout.by_label("EFI-SYSTEM").offset)
+    usr_a, usr_b = layout.by_label("USR-A"), layout.by_label("USR-B")
+
+    # What the agent does, offline: v2 into USR-B, tried and committed; then v1 again into
+    # USR-A as the new trial, so A is the slot on trial and B the known-good fallback.
+    with GptDisk.open(disk, writable=True) as gpt:
+        control = SystemdBootControl(gpt, SystemdBootEntries(esp), Slot.A)
+        copy_sparse(Path(v2.output) / "railcar_production_update.bin", disk, usr_b.offset,
+                    usr_b.size_bytes)  # fmt: skip
+        control.install(Slot.B, Path(v2.output) / "railcar_production_image.vmlinuz", "2.0.0")
+        control.mark_install_target(Slot.B)
+    with GptDisk.open(disk, writable=True) as gpt:
+        control = SystemdBootControl(gpt, SystemdBootEntries(esp), Slot.B)
+        control.mark_booted_good()
+        control.install(Slot.A, Path(v1.output) / "railcar_production_image.vmlinuz", "1.0.0")
+        control.mark_install_target(Slot.A)
+        assert control.slot_state(Slot.A) == GptPrio(2, 1, False)
+        assert control.slot_state(Slot.B) == GptPrio(1, 0, True)
+    assert esp.list(ENTRIES_DIR) == ["railcar-a+1.conf", "railcar-b.conf"]
+
+    # Flip one byte of USR-A's data: the erofs superblock, read when /usr is mounted.
+    with open(disk, "r+b") as f:
+        f.seek(usr_a.offset + 1024 + 8)
+        byte = f.read(1)
+        f.seek(usr_a.offset + 1024 + 8)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    with Vm(VmConfig(image=disk, run_dir=tmp_path / "vm")) as vm:
+        vm.wait_for(BOOTED, BOOT_TIMEOUT)
+        line = _booted_line(vm)
+    after = vm.export_disk(tmp_path / "after.bin")
+    esp = MtoolsEsp(after, layout.by_label("EFI-SYSTEM").offset)
+    console = vm.console_text()
+    assert "verity" in console and "corrupted" in console  # the kernel saw the bad block
+    assert "slot=B" in line and "version=2.0.0" in line and "verity=yes" in line
+    # A's attempt was counted on the ESP: systemd-boot renamed its entry to +0-1.
+    assert "railcar-a+0-1.conf" in esp.list(ENTRIES_DIR)
+    with GptDisk.open(after, writable=True) as gpt:
+        control = SystemdBootControl(gpt, SystemdBootEntries(esp), Slot.B)
+        control.sync_from_loader()
+        assert control.slot_state(Slot.A) == GptPrio(2, 0, False)  # spec §2.3: a failed slot
+        assert control.next_boot() is Slot.B
