@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -153,30 +152,11 @@ CAN_WRITE = Depends(_admin_role)
 router = APIRouter(prefix="/api", responses=_ERRORS, dependencies=[Depends(_refuse_nul)])
 
 
-# The server's threads (event loop, SQLite writer, database threads) hand the GIL over at
-# every database call; with Python's default 5 ms a thread that just got its answer can wait
-# that long for the GIL. Overridable for benchmarks (docs/PERFORMANCE.md).
-SWITCH_INTERVAL_S = 0.0005
-SWITCH_INTERVAL_ENV = "RAILCAR_SERVER_SWITCH_INTERVAL"
-
-
-def set_switch_interval() -> None:
-    value = os.environ.get(SWITCH_INTERVAL_ENV, str(SWITCH_INTERVAL_S))
-    try:
-        interval = float(value)
-    except ValueError:
-        raise ValueError(f"{SWITCH_INTERVAL_ENV}={value!r}: expected seconds") from None
-    if not 0 < interval <= 1:
-        raise ValueError(f"{SWITCH_INTERVAL_ENV}={value!r}: expected 0 < seconds <= 1")
-    sys.setswitchinterval(interval)
-
-
 def worker_app() -> FastAPI:
     """The app of one of several server processes (``railcar server run --workers N``),
     configured by the parent through :data:`WORKER_CONFIG_ENV` (JSON)."""
     from railcar.server.db import open_database
 
-    set_switch_interval()
     config = json.loads(os.environ[WORKER_CONFIG_ENV])
     app = create_app(
         open_database(config["db"]),

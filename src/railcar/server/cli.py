@@ -300,21 +300,11 @@ def run(
     """Serve the Omaha endpoint, the admin API and /metrics until interrupted."""
     import uvicorn
 
-    from railcar.server.api import (
-        WORKER_CONFIG_ENV,
-        ServerSettings,
-        create_app,
-        limit_threads,
-        set_switch_interval,
-    )
+    from railcar.server.api import WORKER_CONFIG_ENV, ServerSettings, create_app, limit_threads
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.UsageError(f"--listen {listen!r}: expected HOST:PORT")
-    try:
-        set_switch_interval()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     db = _open(data_dir, db_url)
     if not db.has_schema():
         raise click.UsageError("the database has no schema yet: run 'railcar server init' first")
