@@ -30,6 +30,7 @@ from railcar.agent.driver import Driver, DriverIO, DriverSettings
 from railcar.agent.errors import AgentError
 from railcar.agent.health import DEFAULT_TIMEOUT, HealthPolicy, SystemctlProbe
 from railcar.agent.install import (
+    BootEntries,
     CommandHook,
     DeviceSlots,
     ImageSlots,
@@ -40,7 +41,7 @@ from railcar.agent.install import (
 )
 from railcar.agent.reboot import CommandRebooter
 from railcar.agent.schedule import CheckSchedule
-from railcar.agent.slots import GptBootControl, Slot
+from railcar.agent.slots import BootControl, GptBootControl, Slot
 from railcar.agent.transport import OmahaClient
 from railcar.gpt import GptDisk
 from railcar.omaha.model import Request, Response
@@ -141,6 +142,24 @@ def health_policy(options: NodeOptions, config: AgentConfig) -> HealthPolicy | N
     return HealthPolicy(units=config.conf.health_units, timeout=timeout)
 
 
+def boot_control_for(
+    disk: GptDisk, booted: Slot, boot_dir: Path
+) -> tuple[BootControl, BootEntries | None]:
+    """The node's boot control: on a Railcar image (systemd-boot entries on the ESP mounted at
+    ``boot_dir``, ADR 0011) the GPT plus the entries projected from it — which is also the
+    install's :class:`BootEntries` step — with the loader's counted attempts copied into the
+    GPT first; otherwise gptprio alone (a GRUB with gptprio, as on Flatcar)."""
+    from railcar.image.bootentries import ENTRIES_DIR, DirectoryEsp, SystemdBootEntries
+
+    if not (boot_dir / ENTRIES_DIR).is_dir():
+        return GptBootControl(disk, booted), None
+    from railcar.image.bootcontrol import SystemdBootControl
+
+    control = SystemdBootControl(disk, SystemdBootEntries(DirectoryEsp(boot_dir)), booted)
+    control.sync_from_loader()
+    return control, control
+
+
 def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
     """A driver over the real node (or image); resources close with ``stack``."""
     config_root = options.config_root
@@ -158,7 +177,7 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
         if options.booted_slot is None:
             raise NodeError("--disk needs --booted-slot A|B (an image has no running /usr)")
         disk = stack.enter_context(GptDisk.open(options.disk, writable=True))
-        boot = GptBootControl(disk, options.booted_slot)
+        boot, entries = boot_control_for(disk, options.booted_slot, options.boot_dir)
         locator = ImageSlots(options.disk)
     else:
         devices = DeviceSlots()
@@ -166,11 +185,17 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
         disk = stack.enter_context(
             GptDisk.open(_parent_disk(devices.target(Slot.A).path), writable=True)
         )
-        boot = GptBootControl(disk, booted)
+        boot, entries = boot_control_for(disk, booted, options.boot_dir)
         locator = devices
         hook = hook or NewUsrHook()
     installer = Installer(
-        locator, boot, keys, boot_dir=options.boot_dir, hook=hook, progress=NO_PROGRESS
+        locator,
+        boot,
+        keys,
+        boot_dir=options.boot_dir,
+        entries=entries,
+        hook=hook,
+        progress=NO_PROGRESS,
     )
     conf = config.conf
     auth = None
