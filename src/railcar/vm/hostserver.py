@@ -1,0 +1,148 @@
+"""The update server on the host for VM tests: a real ``railcar server`` on 127.0.0.1 with
+its SQLite database in the test's output directory, reached by guests through QEMU's
+user-mode network at 10.0.2.2 (the only way a guest reaches the host here).
+
+Errors::
+
+    RailcarError
+    └── HostServerError   the server did not start, or an admin call failed
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from railcar.errors import RailcarError
+from railcar.omaha.model import FLATCAR_APP_ID
+
+# QEMU user networking (slirp): the guest sees the host's loopback as this gateway address.
+GUEST_HOST_ADDRESS = "10.0.2.2"
+RAILCAR = (sys.executable, "-m", "railcar")
+
+
+class HostServerError(RailcarError):
+    """The host-side update server did not start, or an admin call failed."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HostServer:
+    """``with HostServer(dir) as server:`` — init, run, publish, inspect; stopped by PID."""
+
+    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+        self.directory = directory
+        self.data = directory / "server"
+        self.port = port or _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.token = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: httpx.Client | None = None
+
+    # -- what guests and tests use ------------------------------------------------------------
+
+    @property
+    def guest_url(self) -> str:
+        """update.conf's SERVER for a guest."""
+        return f"http://{GUEST_HOST_ADDRESS}:{self.port}/v1/update/"
+
+    def publish(self, payload: Path, version: str, *, track: str = "stable") -> dict[str, Any]:
+        """Host ``payload`` as ``version`` on channel/group ``track`` (created if missing)."""
+        done = self._railcar(
+            "server", "publish", "--data-dir", str(self.data), "--file", str(payload),
+            "--version", version, "--channel", track, "--json",
+        )  # fmt: skip
+        result: dict[str, Any] = json.loads(done)
+        return result
+
+    def set_policy(self, group_id: str, **policy: Any) -> dict[str, Any]:
+        group: dict[str, Any] = self._api("PUT", f"/groups/{group_id}", json=policy)
+        return group
+
+    def instance(self, machine_id: str) -> dict[str, Any]:
+        """The instance as the admin API shows it (status, version, history)."""
+        found: dict[str, Any] = self._api("GET", f"/instances/{machine_id}")
+        return found
+
+    def events(self, machine_id: str) -> list[dict[str, Any]]:
+        """The events the node reported, oldest first."""
+        found: list[dict[str, Any]] = self._api("GET", f"/instances/{machine_id}/events")
+        return list(reversed(found))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> HostServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        init = json.loads(self._railcar("server", "init", "--data-dir", str(self.data), "--json"))
+        self.token = init["admin_token"]
+        log = (self.directory / "server.log").open("ab")
+        self._proc = subprocess.Popen(
+            [*RAILCAR, "server", "run", "--data-dir", str(self.data),
+             "--listen", f"127.0.0.1:{self.port}",
+             "--public-url", f"http://{GUEST_HOST_ADDRESS}:{self.port}"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        self._client = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self._client.get("/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                tail = (self.directory / "server.log").read_text(errors="replace")[-1500:]
+                raise HostServerError(f"the update server did not start: {tail}")
+            time.sleep(0.1)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _railcar(self, *args: str) -> str:
+        done = subprocess.run(
+            [*RAILCAR, *args], capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode != 0:
+            raise HostServerError(f"railcar {args[0]} {args[1]}: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def _api(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._client is None:
+            raise HostServerError("the update server is not running")
+        response = self._client.request(method, f"/api/apps/{FLATCAR_APP_ID}{path}", **kwargs)
+        if response.status_code >= 400:
+            raise HostServerError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()

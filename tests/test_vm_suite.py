@@ -1,0 +1,103 @@
+"""The VM test runner's own behaviour, with small registered tests that need no VM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from railcar.vm.suite import (
+    Registry,
+    SuiteError,
+    UnknownTestError,
+    VmContext,
+    run_tests,
+    select_tests,
+    summary,
+    vm_test,
+)
+
+
+def _registry() -> Registry:
+    registry = Registry()
+
+    @vm_test("update.ab", timeout=30, registry=registry)
+    def ab(ctx: VmContext) -> None:
+        """A to B."""
+        ctx.log("booting")
+        (ctx.output / "console.log").write_text("Welcome\n")
+
+    @vm_test("update.rollback", timeout=30, registry=registry)
+    def rollback(ctx: VmContext) -> None:
+        """Falls back."""
+        assert 1 + 1 == 3, "the node did not come back on v1"
+
+    @vm_test("boot.slow", timeout=0.05, registry=registry)
+    def slow(ctx: VmContext) -> None:
+        """Too slow."""
+        time.sleep(0.2)
+
+    return registry
+
+
+def test_patterns_select_like_kola() -> None:
+    registry = _registry()
+    assert [t.name for t in select_tests(registry, ["update.*"])] == [
+        "update.ab",
+        "update.rollback",
+    ]
+    assert [t.name for t in select_tests(registry, [])] == [
+        "boot.slow",
+        "update.ab",
+        "update.rollback",
+    ]
+    with pytest.raises(UnknownTestError, match=r"no test matches 'update\.nope'"):
+        select_tests(registry, ["update.nope"])
+
+
+def test_duplicate_names_are_refused() -> None:
+    registry = _registry()
+    with pytest.raises(SuiteError, match=r"two tests are named 'update\.ab'"):
+
+        @vm_test("update.ab", timeout=1, registry=registry)
+        def again(ctx: VmContext) -> None:
+            pass
+
+
+def test_outcomes_logs_and_summary(tmp_path: Path) -> None:
+    registry = _registry()
+    done: list[str] = []
+    outcomes = run_tests(
+        registry.all(), tmp_path / "out", parallel=2, on_done=lambda o: done.append(o.name)
+    )
+    by_name = {o.name: o for o in outcomes}
+    assert sorted(done) == sorted(by_name)
+    assert by_name["update.ab"].passed
+    assert (tmp_path / "out/update.ab/console.log").read_text() == "Welcome\n"
+    assert "booting" in (tmp_path / "out/update.ab/test.log").read_text()
+    failed = by_name["update.rollback"]
+    assert not failed.passed
+    assert failed.error == "AssertionError: the node did not come back on v1"
+    assert "Traceback" in (failed.output / "error.txt").read_text()
+    slow = by_name["boot.slow"]
+    assert not slow.passed and "over its 0 s timeout" in slow.error
+    text = summary(outcomes)
+    assert "--- PASS: update.ab (" in text
+    assert "--- FAIL: update.rollback (" in text
+    assert text.splitlines()[-1].startswith("FAIL: 1 passed, 2 failed")
+
+
+def test_a_rerun_does_not_keep_an_old_failure(tmp_path: Path) -> None:
+    registry = Registry()
+    attempts: list[int] = []
+
+    @vm_test("flaky.once", timeout=30, registry=registry)
+    def once(ctx: VmContext) -> None:
+        attempts.append(1)
+        assert len(attempts) > 1
+
+    first = run_tests(registry.all(), tmp_path)
+    second = run_tests(registry.all(), tmp_path)
+    assert not first[0].passed and second[0].passed
+    assert not (tmp_path / "flaky.once/error.txt").exists()
