@@ -22,17 +22,7 @@ from railcar.image.bootentries import (
 from railcar.image.disk import assemble
 from railcar.image.layout import FRESH_USR_A, FRESH_USR_B, disk_layout
 from railcar.image.spec import parse_spec
-
-SMALL = """
-[image]
-version = "1.0.0"
-[partitions]
-esp = 33
-usr = 16
-oem = 8
-oem_config = 4
-root = 16
-"""
+from tests.image.small import SMALL
 
 
 def _cgpt(disk: Path, number: int) -> tuple[int, int, int]:

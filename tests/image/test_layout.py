@@ -10,17 +10,7 @@ from railcar.image.disk import assemble, copy_sparse
 from railcar.image.layout import disk_layout, hash_tree_blocks, verity_geometry
 from railcar.image.rootfs import prune_cache
 from railcar.image.spec import parse_spec
-
-SMALL = """
-[image]
-version = "1.0.0"
-[partitions]
-esp = 33
-usr = 16
-oem = 8
-oem_config = 4
-root = 16
-"""
+from tests.image.small import SMALL
 
 
 def test_flatcar_usr_geometry() -> None:
