@@ -85,13 +85,18 @@ def test_fresh_disk(disk: Path) -> None:
     assert "efi /railcar/vmlinuz-a" in text and "sort-key railcar-14-3" in text
 
 
-def test_install_trial_commit(disk: Path, tmp_path: Path) -> None:
+def _install_b_from_a(disk: Path, tmp_path: Path) -> None:
+    """The agent on A installs 2.0.0 into B and marks it the install target."""
     kernel = tmp_path / "vmlinuz-2"
     kernel.write_bytes(b"kernel two")
     with GptDisk.open(disk, writable=True) as gpt:
         control = _control(gpt, disk, Slot.A)
         control.install(Slot.B, kernel, "2.0.0")
         control.mark_install_target(Slot.B)
+
+
+def test_install_trial_commit(disk: Path, tmp_path: Path) -> None:
+    _install_b_from_a(disk, tmp_path)
     # flatcar-postinst: target P2 T1 S0, the running slot P1; B's entry counted and sorted first.
     assert _cgpt(disk, 4) == (2, 1, 0)
     assert _cgpt(disk, 3) == (1, 0, 1)
@@ -112,12 +117,7 @@ def test_install_trial_commit(disk: Path, tmp_path: Path) -> None:
 
 
 def test_failed_trial_falls_back_and_cgpt_says_so(disk: Path, tmp_path: Path) -> None:
-    kernel = tmp_path / "vmlinuz-2"
-    kernel.write_bytes(b"kernel two")
-    with GptDisk.open(disk, writable=True) as gpt:
-        control = _control(gpt, disk, Slot.A)
-        control.install(Slot.B, kernel, "2.0.0")
-        control.mark_install_target(Slot.B)
+    _install_b_from_a(disk, tmp_path)
     _loader_attempt(disk, "railcar-b+1.conf")  # B is tried and never comes up
     with GptDisk.open(disk, writable=True) as gpt:
         control = _control(gpt, disk, Slot.A)  # the loader fell back to A
@@ -162,12 +162,9 @@ def test_agent_wrote_the_kernel_already(tmp_path: Path) -> None:
 
 
 def test_slot_being_overwritten_has_no_entry(disk: Path, tmp_path: Path) -> None:
-    kernel = tmp_path / "vmlinuz-2"
-    kernel.write_bytes(b"kernel two")
+    _install_b_from_a(disk, tmp_path)
     with GptDisk.open(disk, writable=True) as gpt:
         control = _control(gpt, disk, Slot.A)
-        control.install(Slot.B, kernel, "2.0.0")
-        control.mark_install_target(Slot.B)
         control.mark_unbootable(Slot.B)
         with pytest.raises(BootedSlotTargetError):
             control.mark_unbootable(Slot.A)
