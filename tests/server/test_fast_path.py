@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from railcar.omaha.model import Event
+from railcar.omaha.model import AppStatus, Event
 from railcar.server.admin import PolicySpec
 from railcar.server.db import open_database
 from railcar.server.models import (
@@ -216,3 +216,18 @@ def test_fast_path_and_orm_agree_on_a_random_fleet_history(tmp_path: Path) -> No
     )
     on_hold = [r for r in orm_rows["history"] if r[1] == InstanceStatus.ON_HOLD]
     assert granted > 5 and on_hold, "the history must exercise grants and refusals"
+
+
+def test_a_channel_that_stops_serving_the_nodes_arch_is_noticed(fleet: Fleet) -> None:
+    from railcar.server.models import Channel
+
+    for _ in range(3):  # learn the app id, resolve the group, answer fast
+        first = fleet.post(MACHINES[0], "2.0.0")
+        assert first.apps[0].status == "ok"
+    with fleet.db.write() as s:
+        channel = s.get(Channel, fleet.channel_id)
+        assert channel is not None
+        channel.arch = "arm64"
+    answer = fleet.post(MACHINES[0], "2.0.0")
+    # no group serves amd64 any more: the same answer with and without the fast path
+    assert answer.apps[0].status == AppStatus.FAILED_TO_RETRIEVE

@@ -15,8 +15,10 @@ scenario through both):
 
 The only state kept between requests:
 
-* the group a (application, track, arch) resolves to — re-checked against the group row on
-  every request, re-resolved when that row no longer matches or after :data:`RESOLVE_TTL`;
+* the group a (application, track, board/arch) resolves to, for :data:`RESOLVE_TTL`. Its row,
+  channel and package are read on every request; a row that is gone, belongs elsewhere, or
+  whose channel no longer serves the node's architecture sends the request to the ORM
+  handler, which resolves afresh;
 * the group's decision stats, for :data:`STATS_TTL` (wall and handler clock) or until this
   process commits any other write (the database's write generation moves). Stale stats can
   only *refuse*: a would-be grant always goes to the ORM path, which decides on fresh stats
@@ -50,7 +52,7 @@ from railcar.server.models import (
 from railcar.server.policy import GroupPolicy, GroupStats, decide, needs_stats
 from railcar.server.prepared import Prepared
 from railcar.server.stats import decision_stats
-from railcar.server.vocab import InstanceStatus
+from railcar.server.vocab import InstanceStatus, arch_of
 
 RESOLVE_TTL = 2.0  # seconds a (app, track, arch) → group resolution is trusted without a look
 STATS_TTL = 1.0  # seconds (monotonic, and of the handler's clock) a group's stats are reused
@@ -169,8 +171,6 @@ class GroupView:
 
     id: str
     application_id: str
-    track: str
-    arch: str | None  # the channel's; None: no channel
     package_version: str | None  # the channel's package; None: no channel or no package
     package_servable: bool
     has_floors: bool
@@ -281,14 +281,13 @@ class FastPath:
             conn, {"group": group_id, "machine": machine, "app": app_id}
         )
         row = rows[0] if rows else None
-        if row is None or row.application_id != app_id:
+        arch = arch_of(app.board, arch_hint)
+        if row is None or row.application_id != app_id or row.channel_arch not in (None, arch):
             self._groups.pop(key, None)
             raise Handoff
         group = GroupView(
             id=row.id,
             application_id=row.application_id,
-            track=row.track,
-            arch=row.channel_arch,
             package_version=row.package_version,
             package_servable=bool(row.package_url) or bool(row.package_hosted and self._hosted),
             has_floors=bool(row.has_floors),
