@@ -185,16 +185,10 @@ class OmahaHandler:
         return self._handle_alone(request, client_ip)
 
     def submit(self, request: Request, client_ip: str) -> Future[Response]:
-        """:meth:`handle` without blocking the caller (for the event loop)."""
-        if self._batcher is not None:
-            return self._batcher.submit(request, client_ip)
-        future: Future[Response] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(self._handle_alone(request, client_ip))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
+        """Queue ``request`` for the group-commit writer; the future holds its answer."""
+        if self._batcher is None:
+            raise RuntimeError("submit() needs group commit; use handle()")
+        return self._batcher.submit(request, client_ip)
 
     async def answer(self, request: Request, client_ip: str) -> Response:
         """:meth:`handle` for the event loop when :attr:`group_commit` is on."""
