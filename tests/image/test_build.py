@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from railcar.agent.slots import Slot
 from railcar.cli import cli
-from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
+from railcar.gpt import USR_A_UUID, USR_B_UUID, GptDisk, PartitionType
 from railcar.image import BuildResult, build_image, parse_spec
+from railcar.image.bootcontrol import SystemdBootControl
+from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
 from railcar.image.build import default_cache
+from railcar.image.layout import disk_layout
+from railcar.image.uki import uki_cmdline
 from tests.conftest import KeyPair
 from tests.imagebuild import EXAMPLE, built_image, example_spec_text
 
@@ -94,6 +99,43 @@ def test_kernel_carries_the_root_hash(image: BuildResult, tmp_path: Path) -> Non
     assert f"railcar.verity_hash_offset={image.verity_hash_offset}" in text
     assert "mount.usr=/dev/mapper/usr" in text
     assert ".linux" in _sh("objdump", "-h", kernel)
+
+
+def test_first_boot_runs_ignition_once(image: BuildResult, tmp_path: Path) -> None:
+    """The fresh image's entry passes the kernel's own command line plus ignition.firstboot
+    (its initrd holds Ignition for the qemu platform); finishing the first boot takes the
+    options off and then the flag, and the entry boots the embedded command line again."""
+    kernel = _out(image, "railcar_production_image.vmlinuz")
+    embedded = uki_cmdline(kernel.read_bytes())
+    objcopy = tmp_path / "cmdline"
+    _sh("objcopy", "-O", "binary", "--only-section=.cmdline", kernel, objcopy)
+    assert embedded == objcopy.read_bytes().rstrip(b"\0").decode()  # our PE reader agrees
+    assert "ignition.platform.id=qemu" in embedded.split()
+    initrd = tmp_path / "initrd"
+    _sh("objcopy", "-O", "binary", "--only-section=.initrd", kernel, initrd)
+    listing = subprocess.run(
+        f"zstd -dc {initrd} | cpio -t --quiet", shell=True, capture_output=True, text=True,
+        check=True,
+    ).stdout.split()  # fmt: skip
+    for path in ("usr/bin/ignition", "usr/lib/systemd/system-generators/ignition-generator",
+                 "usr/lib/railcar/railcar-disk-guid", "usr/sbin/sgdisk"):  # fmt: skip
+        assert path in listing, path
+
+    disk = tmp_path / "disk.bin"
+    _sh("cp", "--sparse=always", _out(image, "railcar_production_image.bin"), disk)
+    layout = disk_layout(parse_spec(example_spec_text("1.0.0"), path=EXAMPLE))
+    esp = MtoolsEsp(disk, layout.by_label("EFI-SYSTEM").offset)
+    entry = esp.read(f"{ENTRIES_DIR}/railcar-a.conf").decode()
+    assert f"options {embedded} ignition.firstboot\n" in entry
+    assert SystemdBootEntries(esp).first_boot()
+
+    with GptDisk.open(disk, writable=True) as gpt:
+        control = SystemdBootControl(gpt, SystemdBootEntries(esp), Slot.A)
+        assert control.finish_first_boot()
+        assert not control.finish_first_boot()  # once only
+    assert "options" not in esp.read(f"{ENTRIES_DIR}/railcar-a.conf").decode()
+    assert "first_boot" not in esp.list("railcar")
+    assert esp.list(ENTRIES_DIR) == ["railcar-a.conf"]
 
 
 def test_reports_and_digests(image: BuildResult) -> None:

@@ -245,4 +245,19 @@ def commit(**kwargs: Any) -> None:
             click.echo(f"slot {slot.value} committed ({data['verdict']})")
 
 
+@agent.command("first-boot-done")
+@_node_options
+def first_boot_done(**kwargs: Any) -> None:
+    """Take Ignition's first-boot flag off the loader entries and the ESP (run once the node is
+    up after its provisioning boot; a no-op after that)."""
+    from railcar.agent.node import finish_first_boot
+
+    json_output = kwargs.pop("json_output")
+    done = finish_first_boot(_options(kwargs))
+    if json_output:
+        emit_json({"finished": done})
+    else:
+        click.echo("first boot finished" if done else "not a first boot: nothing to do")
+
+
 dbus_cli.install(agent)  # status, check, update, reset-status, watch and the -flags

@@ -160,6 +160,40 @@ def boot_control_for(
     return control, control
 
 
+@dataclass(frozen=True)
+class NodeSlots:
+    boot: BootControl
+    entries: BootEntries | None
+    locator: SlotLocator
+
+
+def open_slots(options: NodeOptions, stack: ExitStack) -> NodeSlots:
+    """The disk's slots and boot control: a disk image (``--disk``) or the running node's."""
+    if options.disk is not None:
+        if options.booted_slot is None:
+            raise NodeError("--disk needs --booted-slot A|B (an image has no running /usr)")
+        disk = stack.enter_context(GptDisk.open(options.disk, writable=True))
+        boot, entries = boot_control_for(disk, options.booted_slot, options.boot_dir)
+        return NodeSlots(boot, entries, ImageSlots(options.disk))
+    devices = DeviceSlots()
+    booted = options.booted_slot or booted_slot_of_usr(devices)
+    disk = stack.enter_context(
+        GptDisk.open(_parent_disk(devices.target(Slot.A).path), writable=True)
+    )
+    boot, entries = boot_control_for(disk, booted, options.boot_dir)
+    return NodeSlots(boot, entries, devices)
+
+
+def finish_first_boot(options: NodeOptions) -> bool:
+    """Take Ignition's first-boot options off the loader entries (ADR 0011); False when there
+    was nothing to do (already done, or not a systemd-boot Railcar disk)."""
+    from railcar.image.bootcontrol import SystemdBootControl
+
+    with ExitStack() as stack:
+        boot = open_slots(options, stack).boot
+        return isinstance(boot, SystemdBootControl) and boot.finish_first_boot()
+
+
 def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
     """A driver over the real node (or image); resources close with ``stack``."""
     config_root = options.config_root
@@ -169,27 +203,15 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
 
     config = load_config()
     keys = trusted_keys(options)
-    locator: SlotLocator
+    slots = open_slots(options, stack)
+    boot, entries = slots.boot, slots.entries
     hook: PostinstallHook | None = None
     if options.postinstall_hook:
         hook = CommandHook(options.postinstall_hook)
-    if options.disk is not None:
-        if options.booted_slot is None:
-            raise NodeError("--disk needs --booted-slot A|B (an image has no running /usr)")
-        disk = stack.enter_context(GptDisk.open(options.disk, writable=True))
-        boot, entries = boot_control_for(disk, options.booted_slot, options.boot_dir)
-        locator = ImageSlots(options.disk)
-    else:
-        devices = DeviceSlots()
-        booted = options.booted_slot or booted_slot_of_usr(devices)
-        disk = stack.enter_context(
-            GptDisk.open(_parent_disk(devices.target(Slot.A).path), writable=True)
-        )
-        boot, entries = boot_control_for(disk, booted, options.boot_dir)
-        locator = devices
-        hook = hook or NewUsrHook()
+    elif options.disk is None:
+        hook = NewUsrHook()
     installer = Installer(
-        locator,
+        slots.locator,
         boot,
         keys,
         boot_dir=options.boot_dir,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from railcar.agent.slots import BootedSlotTargetError, GptBootControl, Slot, slot_numbers
 from railcar.gpt import GptDisk, GptEntry, GptPrio, prio_of, set_prio
-from railcar.image.bootentries import SystemdBootEntries
+from railcar.image.bootentries import FIRST_BOOT_FLAG, SystemdBootEntries
 
 
 class SystemdBootControl:
@@ -107,10 +107,21 @@ class SystemdBootControl:
 
         self.disk.update(counted)
 
-    def _project(self) -> None:
+    def finish_first_boot(self) -> bool:
+        """End provisioning: entries without Ignition's options, then no flag (in that order,
+        so an interruption can never make Ignition run twice). False if it was already over."""
+        if not self.entries.first_boot():
+            return False
+        self.sync_from_loader()
+        self._project(first_boot=False)
+        self.entries.esp.remove(FIRST_BOOT_FLAG)
+        return True
+
+    def _project(self, *, first_boot: bool | None = None) -> None:
         numbers = slot_numbers(self.disk.table)
         self.entries.apply(
             {slot: self.gpt.slot_state(slot) for slot in Slot},
             numbers,
             {slot: self.entries.installed_version(slot) for slot in Slot},
+            first_boot=first_boot,
         )

@@ -21,6 +21,15 @@ before starting the kernel, as ``gptprio.next`` decrements tries; :meth:`Systemd
 observed_tries` reads that back so the GPT can be brought up to date (:mod:`railcar.image.
 bootcontrol`).
 
+First boot: while the flag file ``railcar/first_boot`` is on the ESP (the image builder puts it
+there), each entry also carries ``options``: the slot kernel's own command line plus
+``ignition.firstboot``, so Ignition runs in the initrd (its generator reads only the kernel
+command line). With Secure Boot off, systemd-stub passes the loader's options instead of the
+embedded ones (systemd-stub(7)). ``SystemdBootControl.finish_first_boot``
+(:mod:`railcar.image.bootcontrol`) removes the options, then the flag, once the node is up —
+as Flatcar's GRUB turns ``/flatcar/first_boot`` into a kernel argument until Ignition has run
+(spec §1, ESP files).
+
 The ESP is reached through :class:`EspFiles`: a mounted directory on a node
 (:class:`DirectoryEsp`) or the partition inside a disk image file via mtools (:class:`MtoolsEsp`,
 no loop device, no mount).
@@ -40,10 +49,16 @@ from typing import Protocol
 from railcar.agent.slots import Slot
 from railcar.gpt import GptPrio
 from railcar.image.errors import DiskAssemblyError
+from railcar.image.uki import uki_cmdline
 
 ENTRIES_DIR = "loader/entries"
 KERNEL_DIR = "railcar"
 _ENTRY = re.compile(r"^railcar-([ab])(?:\+(\d+)(?:-(\d+))?)?\.conf$")
+
+FIRST_BOOT_FLAG = f"{KERNEL_DIR}/first_boot"
+# Ignition's dracut generator (ignition-generator, Ignition 2.14): this argument selects
+# ignition-complete.target, i.e. a provisioning run.
+IGNITION_FIRSTBOOT = "ignition.firstboot"
 
 LOADER_CONF = "timeout 0\nconsole-mode keep\nauto-entries no\nauto-firmware no\neditor no\n"
 
@@ -88,13 +103,16 @@ def wanted_entry(slot: Slot, prio: GptPrio) -> EntryName | None:
     return EntryName(slot, None if prio.successful else prio.tries, 0)
 
 
-def entry_text(slot: Slot, prio: GptPrio, *, partition: int, version: str, name: str) -> str:
-    return (
+def entry_text(
+    slot: Slot, prio: GptPrio, *, partition: int, version: str, name: str, options: str = ""
+) -> str:
+    text = (
         f"title {name} {version} (USR-{slot.value})\n"
         f"version {version}\n"
         f"sort-key {name}-{15 - prio.priority:02d}-{partition}\n"
         f"efi /{kernel_path(slot)}\n"
     )
+    return text + (f"options {options}\n" if options else "")
 
 
 class EspFiles(Protocol):
@@ -236,6 +254,14 @@ class SystemdBootEntries:
             return None
         return self.esp.read(version_path(slot)).decode().strip() or None
 
+    def first_boot(self) -> bool:
+        """Whether the ESP still carries the first-boot flag (Ignition has not run yet)."""
+        return FIRST_BOOT_FLAG.rsplit("/", 1)[1] in self.esp.list(KERNEL_DIR)
+
+    def first_boot_options(self, slot: Slot) -> str:
+        """The command line a first boot of ``slot`` gets: its kernel's, plus Ignition's flag."""
+        return f"{uki_cmdline(self.esp.read(kernel_path(slot)))} {IGNITION_FIRSTBOOT}"
+
     def install(self, slot: Slot, kernel: Path, version: str) -> None:
         """Put a slot's kernel and version in place; the entry that boots it comes later."""
         if not self.esp.holds(kernel_path(slot), kernel):
@@ -247,13 +273,19 @@ class SystemdBootEntries:
         states: Mapping[Slot, GptPrio],
         partitions: Mapping[Slot, int],
         versions: Mapping[Slot, str | None],
+        *,
+        first_boot: bool | None = None,
     ) -> None:
         """Write each slot's wanted entry, then remove its other entries.
+
+        ``first_boot`` (default: whether the flag is on the ESP) adds Ignition's options.
 
         A slot whose entry already has the wanted counter state keeps its file, so a
         ``+0-1`` left by systemd-boot stays as it is when the GPT says tries 0.
         """
         current = self.entries()
+        if first_boot is None:
+            first_boot = self.first_boot()
         for slot in Slot:
             wanted = wanted_entry(slot, states[slot])
             version = versions.get(slot) or self.installed_version(slot)
@@ -269,6 +301,7 @@ class SystemdBootEntries:
                 text = entry_text(
                     slot, states[slot], partition=partitions[slot], version=version,
                     name=self.name,
+                    options=self.first_boot_options(slot) if first_boot else "",
                 )  # fmt: skip
                 self.esp.write(f"{ENTRIES_DIR}/{keep}", text.encode())
             for old in current[slot]:

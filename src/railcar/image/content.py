@@ -34,6 +34,7 @@ _OWN_UNITS = (
     "railcar-agent.service",
     "railcar-boot-report.service",
     "railcar-ssh-keygen.service",
+    "railcar-first-boot.service",
 )
 # Files in /etc that belong to one machine, not to the image.
 _NOT_FACTORY = {"machine-id", "fstab", "hostname", "resolv.conf", "mtab"}
@@ -142,6 +143,13 @@ def customize(spec: ImageSpec, stage: Path) -> None:
     for key in (stage / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # one machine's keys, made at first boot (railcar-ssh-keygen.service)
     replace_file(stage / "etc/hostname", f"{spec.name}\n".encode())
+    if (stage / "etc/ssh/sshd_config.d").is_dir():
+        # Ignition 2.14 writes users' keys to ~/.ssh/authorized_keys.d/ignition (its
+        # authorized-keys fragment), which Debian's sshd does not read by default.
+        replace_file(
+            stage / "etc/ssh/sshd_config.d/railcar-ignition.conf",
+            b"AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys.d/ignition\n",
+        )
     replace_file(
         stage / "etc/fstab",
         b"# / and /usr come from the kernel command line (root=, mount.usr=); the ESP is\n"

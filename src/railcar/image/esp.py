@@ -14,6 +14,7 @@ from pathlib import Path
 
 from railcar.agent.slots import Slot
 from railcar.image.bootentries import (
+    FIRST_BOOT_FLAG,
     LOADER_CONF,
     MtoolsEsp,
     SystemdBootEntries,
@@ -24,7 +25,6 @@ from railcar.runner import run
 
 # systemd-stub(7) (systemd 252): section addresses for objcopy-built unified kernel images.
 _SECTION_VMA = {".osrel": 0x20000, ".cmdline": 0x30000, ".linux": 0x2000000, ".initrd": 0x3000000}
-FIRST_BOOT_FLAG = "railcar/first_boot"
 
 
 def kernel_cmdline(spec: ImageSpec, root_hash: str, geometry: VerityGeometry) -> str:
@@ -43,6 +43,9 @@ def kernel_cmdline(spec: ImageSpec, root_hash: str, geometry: VerityGeometry) ->
         "panic=10",
         "rd.emergency=reboot",
         "rd.shell=0",
+        # Ignition's platform (its qemu provider reads the config from fw_cfg); Ignition reads
+        # ignition.platform.id from the kernel command line (ignition-generator, 2.14).
+        f"ignition.platform.id={spec.oem_id}",
         *spec.cmdline,
     ]
     return " ".join(args)

@@ -134,7 +134,7 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
         "packages": packages,
         "dracut": _tree_digest(data_dir() / "dracut"),
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
-        "format": 1,
+        "format": 2,  # 2: the customize script adds Ignition's dracut module
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -189,6 +189,11 @@ def _customize_script() -> str:
     return """set -eu
 root="$1"
 kver=$(ls "$root/lib/modules" | head -1)
+# Ignition in the initrd whenever the package set has it: named, so a missing dependency
+# (dracut-network, curl) fails the build instead of leaving Ignition out silently.
+if [ -d "$root/usr/lib/dracut/modules.d/30ignition" ]; then
+    echo 'add_dracutmodules+=" ignition "' > "$root/etc/dracut.conf.d/10-railcar-ignition.conf"
+fi
 chroot "$root" dracut --force --quiet --kver "$kver" "/boot/initrd.img-$kver"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
 """

@@ -187,6 +187,12 @@ _DEFAULT_PACKAGES = [
     "dmsetup",
     "cryptsetup-bin",
     "dracut",
+    # Ignition in the initrd (its dracut module needs dracut-network and curl); sgdisk gives the
+    # disk a random GUID on first boot.
+    "ignition",
+    "dracut-network",
+    "curl",
+    "gdisk",
     "zstd",
     "e2fsprogs",
     "iproute2",

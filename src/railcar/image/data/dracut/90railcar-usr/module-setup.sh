@@ -17,10 +17,16 @@ installkernel() {
 }
 
 install() {
-    inst_multiple veritysetup cat tr tail mount sleep ls modprobe
+    inst_multiple veritysetup cat tr tail mount sleep ls modprobe blkid
+    inst_multiple -o sgdisk
     inst_script "$moddir/railcar-usr-verity.sh" /usr/lib/railcar/railcar-usr-verity
     inst_simple "$moddir/railcar-usr-verity.service" \
         "$systemdsystemunitdir/railcar-usr-verity.service"
+    inst_script "$moddir/railcar-disk-guid.sh" /usr/lib/railcar/railcar-disk-guid
+    inst_simple "$moddir/railcar-disk-guid.service" \
+        "$systemdsystemunitdir/railcar-disk-guid.service"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd-root-device.target \
         railcar-usr-verity.service
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd-root-device.target \
+        railcar-disk-guid.service
 }
