@@ -14,6 +14,7 @@ from railcar.release.cli import key
 from railcar.server.cli import server
 from railcar.server.client import admin
 from railcar.vm.cli import vm
+from railcar.vm.suite_cli import test
 
 
 @click.group(cls=RailcarGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ cli.add_command(gpt)
 cli.add_command(agent)
 cli.add_command(build)
 cli.add_command(vm)
+cli.add_command(test)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ slot whose /usr was altered by one byte fails its attempt so the loader falls ba
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -17,11 +18,16 @@ from railcar.image.disk import copy_sparse
 from railcar.image.layout import disk_layout
 from railcar.image.spec import parse_spec
 from railcar.vm import Vm, VmConfig
+from railcar.vm.containerimage import busybox_image
+from railcar.vm.hostserver import free_port
+from railcar.vm.nodes import IGNITION_VERSION, Ssh
 from tests.imagebuild import EXAMPLE, built_image, example_spec_text
 
 pytestmark = pytest.mark.slow
 
 BOOTED = "RAILCAR-BOOTED"
+# The GUID every built image starts with (spec §1: cgpt create -g …0001).
+BUILD_DISK_GUID = "00000000-0000-0000-0000-000000000001"
 # One boot under TCG on two shared cores takes 1-3 min; leave room for a slow host.
 BOOT_TIMEOUT = 600.0
 
@@ -38,23 +44,78 @@ def _copy_disk(image: BuildResult, dest: Path) -> Path:
     return disk
 
 
-def test_boots_to_multi_user_with_verity_usr(tmp_path: Path) -> None:
+def _first_boot_config(public_key: str) -> dict[str, object]:
+    """A user ``core`` and root with our SSH key, and a unit whose output goes to the console."""
+    hello = (
+        "[Unit]\nDescription=Ignition-provisioned test unit\nAfter=multi-user.target\n"
+        "[Service]\nType=oneshot\nStandardOutput=tty\nTTYPath=/dev/ttyS0\n"
+        "ExecStart=/bin/sh -c 'echo IGNITION-UNIT-RAN user=$$(id -un core) groups=$$(id -Gn core)"
+        ' | tr " " _\'\n'
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    return {
+        "ignition": {"version": IGNITION_VERSION},
+        "passwd": {
+            "users": [
+                {"name": "core", "sshAuthorizedKeys": [public_key], "groups": ["docker"]},
+                {"name": "root", "sshAuthorizedKeys": [public_key]},
+            ]
+        },
+        "systemd": {"units": [{"name": "ignition-hello.service", "enabled": True,
+                               "contents": hello}]},
+    }  # fmt: skip
+
+
+def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path) -> None:
+    """The example image's first boot: Ignition (fw_cfg, qemu platform) creates a user with an
+    SSH key and a unit; /usr is dm-verity, read-only; ROOT grew; the disk GUID is random;
+    containerd and docker each run a container from an image built here (no registry)."""
     image = built_image("1.0.0")
     disk = Path(image.output) / "railcar_production_image.bin"
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ignition = tmp_path / "config.ign"
+    ignition.write_text(json.dumps(_first_boot_config(key.with_suffix(".pub").read_text())))
+    port = free_port()
     # A disk 1 GiB larger than the image, like a cloud volume: ROOT grows into it on boot.
     size = disk.stat().st_size + (1 << 30)
-    with Vm(VmConfig(image=disk, run_dir=tmp_path / "vm", disk_size=size)) as vm:
+    config = VmConfig(image=disk, run_dir=tmp_path / "vm", disk_size=size, ignition=ignition,
+                      ssh_port=port)  # fmt: skip
+    with Vm(config) as vm:
         vm.wait_for(BOOTED, BOOT_TIMEOUT)
         line = _booted_line(vm)
-    assert "slot=A" in line
-    assert "version=1.0.0" in line
+        vm.wait_for("IGNITION-UNIT-RAN", 120)
+        ssh = Ssh(port, key)
+        ssh.wait(300)
+        assert ssh.run("id -un").strip() == "core"
+        root = ssh.as_user("root")
+        usr = root.run("findmnt -n -o SOURCE,OPTIONS /usr").split()
+        entry = root.run("cat /boot/loader/entries/railcar-a.conf")
+        flag = root.run("ls /boot/railcar")
+        tarball = tmp_path / "hello.tar"
+        busybox_image(tarball, "railcar-test/hello:1")
+        root.run("cat > /root/hello.tar", stdin=tarball.read_bytes())
+        docker = root.run("docker load -i /root/hello.tar && docker run --rm railcar-test/hello:1")
+        ctr = root.run(
+            "ctr -n railcar images import /root/hello.tar >/dev/null && "
+            "ctr -n railcar run --rm docker.io/railcar-test/hello:1 hello1"
+        )
+    assert "IGNITION-UNIT-RAN user=core" in vm.console_text()
+    assert "docker" in vm.console_text().split("IGNITION-UNIT-RAN", 1)[1].splitlines()[0]
+    assert "slot=A" in line and "version=1.0.0" in line
     assert "usr=/dev/mapper/usr" in line
     assert "verity=yes" in line and "readonly=yes" in line
+    assert usr[0] == "/dev/mapper/usr" and "ro" in usr[1].split(",")
     assert "entry=railcar-a.conf" in line
-    assert "esp=railcar-a.conf " in line  # the ESP is mounted at /boot for the agent
     assert "multi-user=active" in line
     root_mib = int(line.split("root_mib=")[1].split()[0])
     assert root_mib > 1024  # ROOT was 1024 MiB in the image (examples/railcar.toml)
+    guid = line.split("disk=")[1].split()[0]
+    assert guid not in ("none", BUILD_DISK_GUID)
+    # Ignition ran on this first boot only: the loader entry no longer asks for it.
+    assert "ignition.firstboot" not in entry and "first_boot" not in flag.split()
+    assert "hello from railcar-test/hello:1" in docker
+    assert "hello from railcar-test/hello:1" in ctr
 
 
 def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -> None:

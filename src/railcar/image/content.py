@@ -124,9 +124,31 @@ def _factory_etc(stage: Path) -> None:
     replace_file(stage / "usr/lib/tmpfiles.d/railcar-etc.conf", ("\n".join(lines) + "\n").encode())
 
 
+def _boot_assessment(stage: Path) -> None:
+    """The agent, not systemd-bless-boot, decides whether a trial boot was good (ADR 0011).
+
+    systemd-boot's counted entries make systemd-bless-boot-generator pull in
+    systemd-bless-boot.service, which would rename the entry to "good" as soon as
+    boot-complete.target is reached — even when the agent's health gate then fails, leaving a
+    bad slot that boots forever. It is masked; boot-complete.target is still reached on every
+    boot (wanted by multi-user.target) because the agent's gate waits for it.
+    """
+    mask = stage / "etc/systemd/system/systemd-bless-boot.service"
+    mask.parent.mkdir(parents=True, exist_ok=True)
+    mask.unlink(missing_ok=True)
+    mask.symlink_to("/dev/null")
+    wants = stage / SYSTEMD_UNITS / "multi-user.target.wants" / "boot-complete.target"
+    wants.parent.mkdir(parents=True, exist_ok=True)
+    wants.unlink(missing_ok=True)
+    wants.symlink_to("../boot-complete.target")
+
+
 def customize(spec: ImageSpec, stage: Path) -> None:
     """Apply the spec's per-build content to ``stage`` (a hard-linked copy of the rootfs)."""
     _install_own_units(stage)
+    # The spec's files first: they may add the units enable_units names.
+    for extra in spec.files:
+        replace_file(stage / str(extra.target).lstrip("/"), extra.source.read_bytes(), extra.mode)
     for unit in (*_OWN_UNITS, "systemd-networkd.service", *spec.enable_units):
         enable_unit(stage, unit)
     replace_file(stage / "usr/lib/os-release", os_release(spec).encode())
@@ -135,6 +157,7 @@ def customize(spec: ImageSpec, stage: Path) -> None:
         stage / "usr/share/railcar/update.conf",
         f"SERVER={spec.update_server}\nGROUP={spec.update_group}\n".encode(),
     )
+    _boot_assessment(stage)
     oem = stage / "usr/share/oem"
     if not oem.is_symlink():
         shutil.rmtree(oem, ignore_errors=True)
@@ -143,6 +166,10 @@ def customize(spec: ImageSpec, stage: Path) -> None:
     for key in (stage / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # one machine's keys, made at first boot (railcar-ssh-keygen.service)
     replace_file(stage / "etc/hostname", f"{spec.name}\n".encode())
+    if not (stage / "etc/selinux/config").exists():
+        # Debian's Ignition reads SELINUXTYPE here before relabeling what it wrote (a no-op in
+        # Railcar's initrd: ADR 0016); the OS has no SELinux, and says so.
+        replace_file(stage / "etc/selinux/config", b"SELINUX=disabled\nSELINUXTYPE=default\n")
     if (stage / "etc/ssh/sshd_config.d").is_dir():
         # Ignition 2.14 writes users' keys to ~/.ssh/authorized_keys.d/ignition (its
         # authorized-keys fragment), which Debian's sshd does not read by default.
@@ -160,8 +187,6 @@ def customize(spec: ImageSpec, stage: Path) -> None:
         stage / "usr/lib/repart.d/50-root.conf",
         (data_dir() / "repart" / "50-root.conf").read_bytes(),
     )
-    for extra in spec.files:
-        replace_file(stage / str(extra.target).lstrip("/"), extra.source.read_bytes(), extra.mode)
     _factory_etc(stage)
 
 

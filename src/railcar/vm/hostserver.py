@@ -33,7 +33,7 @@ class HostServerError(RailcarError):
     """The host-side update server did not start, or an admin call failed."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -45,7 +45,7 @@ class HostServer:
     def __init__(self, directory: Path, *, port: int | None = None) -> None:
         self.directory = directory
         self.data = directory / "server"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.token = ""
         self._proc: subprocess.Popen[bytes] | None = None

@@ -22,6 +22,17 @@ install() {
     inst_script "$moddir/railcar-usr-verity.sh" /usr/lib/railcar/railcar-usr-verity
     inst_simple "$moddir/railcar-usr-verity.service" \
         "$systemdsystemunitdir/railcar-usr-verity.service"
+    # Ignition relabels what it writes; without SELinux there is nothing to label (see script).
+    if ! find_binary setfiles > /dev/null 2>&1; then
+        inst_script "$moddir/setfiles-noop.sh" /usr/sbin/setfiles
+    fi
+    if [ -e "$initdir$systemdsystemunitdir/ignition-complete.target" ]; then
+        inst_script "$moddir/railcar-ignition-presets.sh" /usr/lib/railcar/railcar-ignition-presets
+        inst_simple "$moddir/railcar-ignition-presets.service" \
+            "$systemdsystemunitdir/railcar-ignition-presets.service"
+        $SYSTEMCTL -q --root "$initdir" add-requires ignition-complete.target \
+            railcar-ignition-presets.service
+    fi
     inst_script "$moddir/railcar-disk-guid.sh" /usr/lib/railcar/railcar-disk-guid
     inst_simple "$moddir/railcar-disk-guid.service" \
         "$systemdsystemunitdir/railcar-disk-guid.service"

@@ -1,0 +1,170 @@
+"""The images the update tests boot and offer: the example OS at several versions.
+
+Every variant is the example spec (``examples/railcar.toml``) at another version, so all share
+one cached root filesystem and a build costs the /usr image, the disk and the payload:
+
+===========  =====================================================================
+``1.0.0``    the example as it is: what nodes boot
+``2.0.0``    a visible change: new os-release VERSION and a new file in /usr
+``3.0.0``    a /usr that fails the health gate: ``railcar-canary.service`` fails
+``3.0.1``    a /usr that cannot boot: one byte of its erofs data flipped after the
+             verity tree was made, so the kernel refuses the slot
+===========  =====================================================================
+
+Each variant's payload is signed with the suite's key, which every variant trusts. Builds are
+cached under ``<cache>/vm-images/<key>`` (key: the variant's spec and files, and Railcar's
+sources), so a second run of the suite builds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from railcar.image import BuildResult, build_image, parse_spec
+from railcar.image.build import default_cache
+from railcar.image.rootfs import cache_lock, project_root, railcar_digest
+from railcar.payload.generate import generate_payload
+from railcar.payload.signing import FileKeySigner
+from railcar.release.keys import generate_key
+
+CANARY_UNIT = "railcar-canary.service"
+# Where erofs keeps its superblock (EROFS_SUPER_OFFSET, linux fs/erofs/erofs_fs.h): a byte
+# there is read when /usr is mounted, so flipping it is found on every boot.
+EROFS_SUPERBLOCK = 1024
+UPDATE_GZ = "railcar_production_update.gz"
+
+_V2_FILE = "/usr/share/railcar/update-test"
+_CANARY = """[Unit]
+Description=Railcar test: a unit the health gate requires, failing in this /usr
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/false
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    version: str
+    files: tuple[tuple[str, str], ...] = ()  # (target in the image, content)
+    units: tuple[str, ...] = ()
+    corrupt_usr: bool = False
+
+
+VARIANTS = {
+    v.version: v
+    for v in (
+        Variant("1.0.0"),
+        Variant("2.0.0", files=((_V2_FILE, "version 2 was here\n"),)),
+        Variant(
+            "3.0.0",
+            files=((f"/usr/lib/systemd/system/{CANARY_UNIT}", _CANARY),),
+            units=(CANARY_UNIT,),
+        ),
+        Variant("3.0.1", corrupt_usr=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SuiteImage:
+    version: str
+    build: BuildResult
+    payload: Path  # signed with the suite key
+
+    @property
+    def disk(self) -> Path:
+        return Path(self.build.output) / "railcar_production_image.bin"
+
+
+def example_spec() -> Path:
+    return project_root() / "examples" / "railcar.toml"
+
+
+def _spec_text(variant: Variant, files_dir: Path) -> str:
+    text = example_spec().read_text()
+    text = text.replace('version = "1.0.0"', f'version = "{variant.version}"', 1)
+    extra = []
+    for i, (target, content) in enumerate(variant.files):
+        source = files_dir / f"extra-{i}"
+        source.write_text(content)
+        extra.append(f'"{target}" = "{source}"')
+    if extra:
+        text = text.replace("[content.files]\n", "[content.files]\n" + "\n".join(extra) + "\n")
+    if variant.units:
+        units = ", ".join(f'"{u}"' for u in variant.units)
+        text = text.replace("enable_units = [", f"enable_units = [{units}, ", 1)
+    return text
+
+
+def suite_key(cache: Path) -> Path:
+    """The private key the suite signs payloads with (made once per cache)."""
+    keys = cache / "vm-images" / "keys"
+    with cache_lock(cache, "vm-suite-key"):
+        if not (keys / "payload-key.pem").is_file():
+            generate_key(keys)
+    return keys / "payload-key.pem"
+
+
+def suite_image(version: str, cache: Path | None = None) -> SuiteImage:
+    """The variant ``version`` built (or taken from the cache) with its signed payload."""
+    cache = cache or default_cache()
+    variant = VARIANTS[version]
+    key = suite_key(cache)
+    material = json.dumps(
+        {"variant": [variant.version, variant.files, variant.units, variant.corrupt_usr],
+         "example": example_spec().read_text(), "railcar": railcar_digest(),
+         "key": hashlib.sha256(key.read_bytes()).hexdigest()},
+        sort_keys=True,
+    )  # fmt: skip
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+    home = cache / "vm-images" / f"{version}-{digest}"
+    with cache_lock(cache, f"vm-image-{version}"):
+        if not (home / "done").is_file():
+            _build(variant, home, cache, key)
+        build = BuildResult(**json.loads((home / "image" / "build.json").read_text()))
+    return SuiteImage(version, build, home / UPDATE_GZ)
+
+
+def _build(variant: Variant, home: Path, cache: Path, key: Path) -> None:
+    shutil.rmtree(home, ignore_errors=True)
+    spec_dir = home / "spec"
+    spec_dir.mkdir(parents=True)
+    shutil.copytree(example_spec().parent / "files", spec_dir / "files")
+    spec_path = spec_dir / "railcar.toml"
+    spec_path.write_text(_spec_text(variant, spec_dir))
+    spec = parse_spec(spec_path.read_text(), path=spec_path)
+    signer = FileKeySigner(key)
+    result = build_image(spec, home / "image", cache=cache, payload_signers=[signer])
+    out = Path(result.output)
+    if variant.corrupt_usr:
+        usr = out / "railcar_production_update.bin"
+        with open(usr, "r+b") as f:
+            f.seek(EROFS_SUPERBLOCK + 8)
+            byte = f.read(1)
+            f.seek(EROFS_SUPERBLOCK + 8)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        generate_payload(usr, out / "railcar_production_image.vmlinuz", home / UPDATE_GZ,
+                         [signer])  # fmt: skip
+    else:
+        shutil.copyfile(out / UPDATE_GZ, home / UPDATE_GZ)
+    (home / "done").write_text("")
+    _prune(home.parent, keep={p.name for p in home.parent.glob("*/done")})
+
+
+def _prune(directory: Path, keep: set[str]) -> None:
+    """Keep the newest build per version: older ones only cost disk."""
+    by_version: dict[str, list[Path]] = {}
+    for entry in directory.iterdir():
+        if entry.is_dir() and entry.name != "keys" and "-" in entry.name:
+            by_version.setdefault(entry.name.split("-", 1)[0], []).append(entry)
+    for entries in by_version.values():
+        entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[1:]:
+            shutil.rmtree(old, ignore_errors=True)
