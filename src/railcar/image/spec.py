@@ -202,6 +202,8 @@ _DEFAULT_PACKAGES = [
     "containerd",
     "runc",
     "docker.io",
+    # The kernel enforces AppArmor; docker needs apparmor_parser to load docker-default.
+    "apparmor",
 ]
 
 SETTINGS: tuple[Setting, ...] = (
