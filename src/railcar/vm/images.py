@@ -155,16 +155,16 @@ def _build(variant: Variant, home: Path, cache: Path, key: Path) -> None:
     else:
         shutil.copyfile(out / UPDATE_GZ, home / UPDATE_GZ)
     (home / "done").write_text("")
-    _prune(home.parent, keep={p.name for p in home.parent.glob("*/done")})
+    _prune(home.parent)
 
 
-def _prune(directory: Path, keep: set[str]) -> None:
-    """Keep the newest build per version: older ones only cost disk."""
+def _prune(directory: Path, keep: int = 2) -> None:
+    """Keep the newest builds per version (a run still using the previous one keeps it)."""
     by_version: dict[str, list[Path]] = {}
     for entry in directory.iterdir():
         if entry.is_dir() and entry.name != "keys" and "-" in entry.name:
             by_version.setdefault(entry.name.split("-", 1)[0], []).append(entry)
     for entries in by_version.values():
         entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[1:]:
+        for old in entries[keep:]:
             shutil.rmtree(old, ignore_errors=True)
