@@ -82,23 +82,26 @@ def project_root() -> Path:
     )
 
 
-def _tree_digest(root: Path, *, suffixes: tuple[str, ...] = ()) -> str:
+def _tree_digest(root: Path, *, suffixes: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if "__pycache__" in path.parts or (suffixes and path.suffix not in suffixes):
+            continue
+        if path.relative_to(root).parts[0] in skip:
             continue
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-def railcar_digest() -> str:
-    """What the installed Railcar is made of: its sources and its lock file."""
+def railcar_digest(*, skip: tuple[str, ...] = ()) -> str:
+    """What the installed Railcar is made of: its sources and its lock file (without the
+    top-level subpackages in ``skip``)."""
     root = project_root()
     h = hashlib.sha256()
     for name in ("pyproject.toml", "uv.lock"):
         h.update(hashlib.sha256((root / name).read_bytes()).digest())
-    h.update(_tree_digest(root / "src" / "railcar").encode())
+    h.update(_tree_digest(root / "src" / "railcar", skip=skip).encode())
     return h.hexdigest()
 
 
