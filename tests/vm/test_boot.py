@@ -100,8 +100,8 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
             "ctr -n railcar images import /root/hello.tar >/dev/null && "
             "ctr -n railcar run --rm docker.io/railcar-test/hello:1 hello1"
         )
-    assert "IGNITION-UNIT-RAN user=core" in vm.console_text()
-    assert "docker" in vm.console_text().split("IGNITION-UNIT-RAN", 1)[1].splitlines()[0]
+    # the unit Ignition wrote and enabled ran, and saw the user Ignition made (in docker)
+    assert "IGNITION-UNIT-RAN_user=core_groups=core_docker" in vm.console_text()
     assert "slot=A" in line and "version=1.0.0" in line
     assert "usr=/dev/mapper/usr" in line
     assert "verity=yes" in line and "readonly=yes" in line
