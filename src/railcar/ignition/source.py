@@ -41,6 +41,9 @@ def load(text: str, name: str = "<config>") -> object:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        raise ConfigSyntaxError(f"{where}: {exc.problem or exc.context}") from exc
+        problem = exc.problem or exc.context or "not valid YAML"
+        if exc.problem and exc.context:
+            problem += f" ({exc.context})"
+        raise ConfigSyntaxError(f"{where}: {problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigSyntaxError(f"{name}: {exc}") from exc

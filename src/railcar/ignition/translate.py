@@ -274,7 +274,7 @@ class _Translator:
         systemd = self._systemd(root.get("systemd"), "systemd", generated_units)
         if systemd:
             config["systemd"] = systemd
-        return Translation({k: v for k, v in config.items() if v}, tuple(self._warnings))
+        return Translation(_pruned(config), tuple(self._warnings))
 
     # -- resources: contents, append, merged configs, certificate authorities ----------------
 
@@ -443,6 +443,20 @@ def _mount_unit_for(fs: Mapping[str, Any], path: str) -> dict[str, Any]:
             raise ConfigSchemaError(child(path, "path"), "is required with with_mount_unit")
         name, contents = units.mount_unit(fs["device"], fs["path"], fs_type, options)
     return {"name": name, "enabled": True, "contents": contents}
+
+
+def _pruned(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without empty lists and mappings, which mean nothing to Ignition."""
+
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            kept = {k: prune(v) for k, v in value.items()}
+            return {k: v for k, v in kept.items() if v != {} and v != []}
+        if isinstance(value, list):
+            return [prune(v) for v in value]
+        return value
+
+    return {k: v for k, v in prune(config).items()}
 
 
 def _inline_of(raw_file: object) -> str | None:
