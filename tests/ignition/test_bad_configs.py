@@ -159,6 +159,31 @@ SCHEMA_ERRORS = [
         'ignition.timeouts.http_total: expected an integer, got "10s"',
     ),
     (
+        "URL scheme Ignition 2.14 cannot fetch",
+        "storage: {files: [{path: /a, contents: {source: 'ftp://e/x'}}]}",
+        "storage.files[0].contents.source: expected a URL with scheme http, https, tftp, s3, gs, "
+        'data, got "ftp://e/x"',
+    ),
+    (
+        "hash of an unsupported type",
+        "storage: {files: [{path: /a, contents: {source: 'https://e/x', verification: "
+        "{hash: md5-00}}}]}",
+        "storage.files[0].contents.verification.hash: expected sha512-<128 hex digits> or "
+        'sha256-<64 hex digits>, got "md5-00"',
+    ),
+    (
+        "hash too short",
+        "ignition: {config: {replace: {source: 'https://e/x', verification: {hash: sha256-abc}}}}",
+        "ignition.config.replace.verification.hash: expected sha512-<128 hex digits> or "
+        'sha256-<64 hex digits>, got "sha256-abc"',
+    ),
+    (
+        "filesystem format",
+        "storage: {filesystems: [{device: /dev/vdb, format: ntfs}]}",
+        "storage.filesystems[0].format: expected one of ext4, btrfs, xfs, vfat, swap, none, "
+        'got "ntfs"',
+    ),
+    (
         "a list where a mapping belongs",
         "storage: [files]",
         "storage: expected a mapping, got a list",
@@ -205,7 +230,8 @@ def test_wrong_variant_or_version(text: str, message: str) -> None:
         ("variant: railcar\nvariant: fcos\n", "c.yaml:2:1: duplicate key 'variant'"),
         (
             "storage:\n  files: [\n",
-            "c.yaml:3:1: expected the node content, but found '<stream end>' (while parsing a flow node)",
+            "c.yaml:3:1: expected the node content, but found '<stream end>' "
+            "(while parsing a flow node)",
         ),
         ("a: b: c\n", "c.yaml:1:5: mapping values are not allowed here"),
         (

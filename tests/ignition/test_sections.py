@@ -196,7 +196,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
           units:
             - name: app.service
               enabled: true
-              contents: "[Service]\\nExecStart=/bin/true\\n[Install]\\nWantedBy=multi-user.target\\n"
+              contents: "[Service]\\nExecStart=/bin/true\\n\\
+                [Install]\\nWantedBy=multi-user.target\\n"
             - name: sshd.socket
               mask: true
             - name: docker.service
@@ -237,8 +238,12 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
           security:
             tls:
               certificate_authorities:
-                - source: https://example.com/ca.pem
-        """,
+                - source: s3://bucket/ca.pem
+                  verification: {hash: "sha256-%s"}
+                - source: gs://bucket/ca2.pem
+                - source: tftp://10.0.2.2/ca3.pem
+        """
+        % ("ab" * 32),
         {
             "ignition": {
                 "version": "3.3.0",
@@ -252,7 +257,16 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
                 "timeouts": {"httpResponseHeaders": 20, "httpTotal": 600},
                 "proxy": {"httpsProxy": "http://proxy:3128", "noProxy": ["localhost"]},
                 "security": {
-                    "tls": {"certificateAuthorities": [{"source": "https://example.com/ca.pem"}]}
+                    "tls": {
+                        "certificateAuthorities": [
+                            {
+                                "source": "s3://bucket/ca.pem",
+                                "verification": {"hash": "sha256-" + "ab" * 32},
+                            },
+                            {"source": "gs://bucket/ca2.pem"},
+                            {"source": "tftp://10.0.2.2/ca3.pem"},
+                        ]
+                    }
                 },
             }
         },
@@ -302,3 +316,11 @@ def test_translation_does_not_change_its_input() -> None:
     before = repr(document)
     translate(document)
     assert repr(document) == before
+
+
+@pytest.mark.parametrize("fs_format", ["ext4", "btrfs", "xfs", "vfat", "swap", "none"])
+def test_every_filesystem_format_of_spec_3_3_0(fs_format: str) -> None:
+    config = translate_yaml(
+        f"storage: {{filesystems: [{{device: /dev/vdb, format: {fs_format}}}]}}"
+    ).config
+    assert config["storage"]["filesystems"] == [{"device": "/dev/vdb", "format": fs_format}]

@@ -47,7 +47,9 @@ def ignition() -> None:
 
 
 @ignition.command("translate")
-@click.argument("config", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument(
+    "config", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option(
     "-o",
     "--output",

@@ -50,6 +50,14 @@ _UNIT_SUFFIXES = (
 )  # fmt: skip
 
 
+# What config spec 3.3.0 allows (coreos/ignition docs/configuration-v3_3.md): source URL schemes
+# (`arn` only arrives in 3.4.0), verification hash types, and filesystem formats.
+_SCHEMES = ("http", "https", "tftp", "s3", "gs", "data")
+_HASH_HEX_DIGITS = {"sha512": 128, "sha256": 64}
+_HEX = frozenset("0123456789abcdef")
+_FORMATS = ("ext4", "btrfs", "xfs", "vfat", "swap", "none")
+
+
 class LocalFiles(Protocol):
     """Reads ``local:`` contents, named relative to the files directory (butane's ``-d``)."""
 
@@ -113,6 +121,37 @@ def _dropin_name(value: object, path: str) -> str:
     return name
 
 
+def _source_url(value: object, path: str) -> str:
+    url = non_empty_string(value, path)
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme not in _SCHEMES:
+        raise ConfigSchemaError(
+            path, f"expected a URL with scheme {', '.join(_SCHEMES)}, got {describe(url)}"
+        )
+    return url
+
+
+def _hash(value: object, path: str) -> str:
+    text = non_empty_string(value, path)
+    kind, _, digest = text.partition("-")
+    digits = _HASH_HEX_DIGITS.get(kind)
+    if digits is None or len(digest) != digits or not all(c in _HEX for c in digest):
+        raise ConfigSchemaError(
+            path,
+            f"expected sha512-<128 hex digits> or sha256-<64 hex digits>, got {describe(text)}",
+        )
+    return text
+
+
+def _format(value: object, path: str) -> str:
+    fs_format = non_empty_string(value, path)
+    if fs_format not in _FORMATS:
+        raise ConfigSchemaError(
+            path, f"expected one of {', '.join(_FORMATS)}, got {describe(fs_format)}"
+        )
+    return fs_format
+
+
 _OWNER = mapping({"id": Field("id", non_negative), "name": Field("name", non_empty_string)})
 _HEADER = mapping(
     {
@@ -120,7 +159,7 @@ _HEADER = mapping(
         "value": Field("value", string, required=True),
     }
 )
-_VERIFICATION = mapping({"hash": Field("hash", non_empty_string)})
+_VERIFICATION = mapping({"hash": Field("hash", _hash)})
 
 _USER = mapping(
     {
@@ -163,7 +202,7 @@ _UNIT = mapping(
 )
 _FILESYSTEM_FIELDS = {
     "device": Field("device", absolute_path, required=True),
-    "format": Field("format", non_empty_string),
+    "format": Field("format", _format),
     "path": Field("path", absolute_path),
     "label": Field("label", string),
     "uuid": Field("uuid", string),
@@ -287,7 +326,7 @@ class _Translator:
             raise ConfigSchemaError(path, f"set only one of source, inline or local, got {given}")
         out: dict[str, Any] = {}
         if given == ["source"]:
-            out["source"] = non_empty_string(raw["source"], child(path, "source"))
+            out["source"] = _source_url(raw["source"], child(path, "source"))
             if raw.get("compression") is not None:
                 compression = string(raw["compression"], child(path, "compression"))
                 if compression not in ("", "gzip"):
@@ -451,12 +490,13 @@ def _pruned(config: dict[str, Any]) -> dict[str, Any]:
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
             kept = {k: prune(v) for k, v in value.items()}
-            return {k: v for k, v in kept.items() if v != {} and v != []}
+            return {k: v for k, v in kept.items() if v not in ({}, [])}
         if isinstance(value, list):
             return [prune(v) for v in value]
         return value
 
-    return {k: v for k, v in prune(config).items()}
+    pruned: dict[str, Any] = prune(config)
+    return pruned
 
 
 def _inline_of(raw_file: object) -> str | None:
