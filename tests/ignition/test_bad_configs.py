@@ -16,6 +16,7 @@ from railcar.ignition import (
     translate,
 )
 from railcar.ignition.cli import DirectoryFiles
+from railcar.ignition.source import decode
 from tests.ignition.tools import HEADER
 
 SCHEMA_ERRORS = [
@@ -244,6 +245,12 @@ def test_yaml_syntax_errors_give_file_line_and_column(text: str, message: str) -
     with pytest.raises(ConfigSyntaxError) as caught:
         load(text, "c.yaml")
     assert caught.value.message == message
+
+
+def test_config_must_be_utf8() -> None:
+    with pytest.raises(ConfigSyntaxError) as caught:
+        decode(b"variant: railcar\n# caf\xe9\n", "c.yaml")
+    assert caught.value.message == "c.yaml: not UTF-8 text (byte 0xe9 at offset 22)"
 
 
 def test_local_contents_need_a_files_dir() -> None:

@@ -17,7 +17,7 @@ import click
 
 from railcar.clitools import RailcarGroup
 from railcar.ignition.errors import LocalFileError, StrictWarningError
-from railcar.ignition.source import load
+from railcar.ignition.source import decode, load
 from railcar.ignition.translate import translate
 from railcar.ignition.validate import ignition_validate
 
@@ -79,9 +79,10 @@ def translate_command(
     nodes run in the initrd with platform qemu.
     """
     if str(config) == "-":
-        text, name = sys.stdin.read(), "<stdin>"
+        data, name = sys.stdin.buffer.read(), "<stdin>"
     else:
-        text, name = config.read_text(encoding="utf-8"), str(config)
+        data, name = config.read_bytes(), str(config)
+    text = decode(data, name)
     local_files = DirectoryFiles(files_dir) if files_dir is not None else None
     result = translate(load(text, name), local_files=local_files)
     rendered = (

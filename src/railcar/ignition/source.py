@@ -29,6 +29,16 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def decode(data: bytes, name: str = "<config>") -> str:
+    """The config file's bytes as text; a config is UTF-8 (as YAML 1.2 and Butane expect)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigSyntaxError(
+            f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+
+
 def load(text: str, name: str = "<config>") -> object:
     """The YAML document in ``text``; :class:`ConfigSyntaxError` if it does not parse."""
     try:
