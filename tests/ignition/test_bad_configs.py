@@ -185,6 +185,29 @@ SCHEMA_ERRORS = [
         'got "ntfs"',
     ),
     (
+        "merged config without a source",
+        "ignition: {config: {merge: [{source: 'https://e/a.ign'}, {}]}}",
+        "ignition.config.merge[1]: one of source, inline or local is required",
+    ),
+    (
+        "certificate authority without a source",
+        "ignition: {security: {tls: {certificate_authorities: [{http_headers: []}]}}}",
+        "ignition.security.tls.certificate_authorities[0]: one of source, inline or local is "
+        "required",
+    ),
+    (
+        "verification without anything to verify",
+        "storage: {files: [{path: /a, contents: {verification: {hash: sha256-%s}}}]}" % ("0" * 64),
+        "storage.files[0].contents: one of source, inline or local is required with verification",
+    ),
+    (
+        "inline contents whose hash does not match",
+        "storage: {files: [{path: /a, contents: {inline: x, verification: {hash: sha256-%s}}}]}"
+        % ("0" * 64),
+        "storage.files[0].contents.verification.hash: does not match the contents, whose sha256 "
+        "is 2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+    ),
+    (
         "a list where a mapping belongs",
         "storage: [files]",
         "storage: expected a mapping, got a list",

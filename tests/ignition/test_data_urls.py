@@ -4,6 +4,7 @@ gzipped exactly when that makes the URL shorter."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 import urllib.request
@@ -59,6 +60,18 @@ def test_binary_local_file_round_trips(tmp_path: Path) -> None:
     assert "compression" not in contents
     assert contents["source"].startswith("data:;base64,")
     assert fetch(contents) == data
+
+
+def test_hash_of_inline_contents_describes_them_before_gzip() -> None:
+    text = "railcar\n" * 300
+    digest = hashlib.sha512(text.encode()).hexdigest()
+    contents = file_contents(
+        f"storage: {{files: [{{path: /etc/r, contents: {{inline: {json.dumps(text)}, "
+        f"verification: {{hash: sha512-{digest}}}}}}}]}}"
+    )
+    assert contents["compression"] == "gzip"
+    assert contents["verification"] == {"hash": f"sha512-{digest}"}
+    assert hashlib.sha512(fetch(contents)).hexdigest() == digest
 
 
 def test_empty_inline_is_an_empty_file() -> None:

@@ -15,6 +15,7 @@ contents (→ data URLs, gzip when shorter) and ``with_mount_unit`` (→ a gener
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -143,6 +144,16 @@ def _hash(value: object, path: str) -> str:
     return text
 
 
+def _check_digest(data: bytes, expected_hash: str, path: str) -> None:
+    """Inline and local contents are known now, so a wrong hash is caught before first boot.
+    With compression the hash describes the decompressed file (docs/configuration-v3_3.md), so
+    it is the hash of the contents before our gzip."""
+    kind, _, digest = expected_hash.partition("-")
+    actual = hashlib.new(kind, data).hexdigest()
+    if actual != digest:
+        raise ConfigSchemaError(path, f"does not match the contents, whose {kind} is {actual}")
+
+
 def _format(value: object, path: str) -> str:
     fs_format = non_empty_string(value, path)
     if fs_format not in _FORMATS:
@@ -262,8 +273,8 @@ class _Translator:
                     "config",
                     mapping(
                         {
-                            "merge": Field("merge", list_of(self._resource)),
-                            "replace": Field("replace", self._resource),
+                            "merge": Field("merge", list_of(self._config_resource)),
+                            "replace": Field("replace", self._config_resource),
                         }
                     ),
                 ),
@@ -277,7 +288,8 @@ class _Translator:
                                 mapping(
                                     {
                                         "certificate_authorities": Field(
-                                            "certificateAuthorities", list_of(self._resource)
+                                            "certificateAuthorities",
+                                            list_of(self._config_resource),
                                         )
                                     }
                                 ),
@@ -317,13 +329,20 @@ class _Translator:
 
     # -- resources: contents, append, merged configs, certificate authorities ----------------
 
-    def _resource(self, value: object, path: str) -> dict[str, Any]:
+    def _config_resource(self, value: object, path: str) -> dict[str, Any]:
+        """A merged or replacing config, or a CA certificate: something must be fetched."""
+        return self._resource(value, path, required=True)
+
+    def _resource(self, value: object, path: str, *, required: bool = False) -> dict[str, Any]:
         raw = dictionary(value, path)
         known = ("source", "inline", "local", "compression", "http_headers", "verification")
         check_keys(raw, path, dict.fromkeys(known))
         given = [k for k in ("source", "inline", "local") if raw.get(k) is not None]
         if len(given) > 1:
             raise ConfigSchemaError(path, f"set only one of source, inline or local, got {given}")
+        if not given and (required or raw.get("verification") is not None):
+            why = "is required" if required else "is required with verification"
+            raise ConfigSchemaError(path, f"one of source, inline or local {why}")
         out: dict[str, Any] = {}
         if given == ["source"]:
             out["source"] = _source_url(raw["source"], child(path, "source"))
@@ -339,15 +358,20 @@ class _Translator:
                 child(path, "compression"),
                 "only applies to source; inline and local contents are gzipped when smaller",
             )
+        data: bytes | None = None
         if given == ["inline"]:
             data = string(raw["inline"], child(path, "inline")).encode("utf-8")
-            out |= self._data(data)
         elif given == ["local"]:
-            out |= self._data(self._read_local(raw["local"], child(path, "local")))
+            data = self._read_local(raw["local"], child(path, "local"))
+        if data is not None:
+            out |= self._data(data)
         if raw.get("http_headers") is not None:
             out["httpHeaders"] = list_of(_HEADER)(raw["http_headers"], child(path, "http_headers"))
         if raw.get("verification") is not None:
-            out["verification"] = _VERIFICATION(raw["verification"], child(path, "verification"))
+            where = child(path, "verification")
+            out["verification"] = _VERIFICATION(raw["verification"], where)
+            if data is not None and "hash" in out["verification"]:
+                _check_digest(data, out["verification"]["hash"], child(where, "hash"))
         return out
 
     @staticmethod
