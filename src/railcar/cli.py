@@ -8,6 +8,7 @@ from railcar import __version__
 from railcar.agent.cli import agent
 from railcar.clitools import RailcarGroup
 from railcar.gpt.cli import gpt
+from railcar.ignition.cli import ignition
 from railcar.image.cli import build
 from railcar.payload.cli import payload
 from railcar.release.cli import key
@@ -32,6 +33,7 @@ cli.add_command(agent)
 cli.add_command(build)
 cli.add_command(vm)
 cli.add_command(test)
+cli.add_command(ignition)
 
 
 def main() -> None:

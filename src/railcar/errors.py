@@ -8,6 +8,7 @@ Each component has its own subtree, documented in its ``errors`` module::
     ├── release.version.VersionError   not a semantic version
     ├── omaha.errors.OmahaError        Omaha documents: too large, forbidden XML, malformed
     ├── gpt.errors.GptError            partition tables and gptprio
+    ├── ignition.errors.IgnitionError  Railcar configs → Ignition configs (translate, validate)
     ├── server.db.DatabaseError        the server database cannot be opened
     ├── server.admin.AdminError        admin requests the server refuses (carry an HTTP status)
     ├── server.client.AdminClientError the admin client's calls failed
