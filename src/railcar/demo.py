@@ -36,6 +36,7 @@ import click
 from railcar.clitools import fail
 from railcar.errors import RailcarError
 from railcar.image import BuildResult, build_image, load_spec
+from railcar.image.build import default_cache
 from railcar.image.rootfs import railcar_digest
 from railcar.payload import FileKeySigner, generate_payload
 from railcar.progress import for_terminal
@@ -94,7 +95,7 @@ def build(spec_path: Path, out: Path, key: Path, *, rebuild: bool) -> Release:
     if not rebuild and _fresh(stamp, fingerprint, out / "build.json"):
         say(f"2. image           {out}: up to date (spec, sources and key unchanged; --rebuild)")
         return Release(_finished(out), out / PAYLOAD_NAME, spec.update_server)
-    say(f"2. image           building {spec_path} into {out} (cache: the builder's default)")
+    say(f"2. image           building {spec_path} into {out} (cache {default_cache()})")
     started = time.monotonic()
     result = build_image(
         spec, out, report=lambda line: say(f"   {line}"), payload_signers=[FileKeySigner(key)]
