@@ -12,6 +12,7 @@ Each component has its own subtree, documented in its ``errors`` module::
     ├── server.db.DatabaseError        the server database cannot be opened
     ├── server.admin.AdminError        admin requests the server refuses (carry an HTTP status)
     ├── server.client.AdminClientError the admin client's calls failed
+    ├── demo.DemoError                 scripts/demo cannot go on (address taken, bad image dir)
     └── runner.ToolError               an external tool is missing or failed
 
 A ``RailcarError`` carries a message that says what was wrong and what was expected, and an

@@ -11,6 +11,8 @@ Errors::
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import httpx
 
 from railcar.errors import RailcarError
 from railcar.omaha.model import FLATCAR_APP_ID
+from railcar.server.db import SQLITE_FILE
 
 # QEMU user networking (slirp): the guest sees the host's loopback as this gateway address.
 GUEST_HOST_ADDRESS = "10.0.2.2"
@@ -40,13 +43,26 @@ def free_port() -> int:
 
 
 class HostServer:
-    """``with HostServer(dir) as server:`` — init, run, publish, inspect; stopped by PID."""
+    """``with HostServer(dir) as server:`` — init, run, publish, inspect; stopped by PID.
 
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    With ``token_file`` the first admin token is kept there (mode 0600) and reused while the
+    database exists, so the server can be started again on the same data (``scripts/demo``).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        token_file: Path | None = None,
+    ) -> None:
         self.directory = directory
         self.data = directory / "server"
+        self.host = host
         self.port = port or free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"
+        self.token_file = token_file
         self.token = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
@@ -67,6 +83,22 @@ class HostServer:
         result: dict[str, Any] = json.loads(done)
         return result
 
+    def packages(self) -> list[dict[str, Any]]:
+        """Every package of the application, newest first."""
+        found: list[dict[str, Any]] = self._api("GET", "/packages")
+        return found
+
+    def delete_package(self, package_id: str) -> None:
+        """Forget a package and remove its hosted file."""
+        self._api("DELETE", f"/packages/{package_id}")
+        shutil.rmtree(self.data / "packages" / package_id, ignore_errors=True)
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self) -> str:
+        return (self.directory / "server.log").read_text(errors="replace")[-1500:]
+
     def set_policy(self, group_id: str, **policy: Any) -> dict[str, Any]:
         group: dict[str, Any] = self._api("PUT", f"/groups/{group_id}", json=policy)
         return group
@@ -85,12 +117,11 @@ class HostServer:
 
     def __enter__(self) -> HostServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        init = json.loads(self._railcar("server", "init", "--data-dir", str(self.data), "--json"))
-        self.token = init["admin_token"]
+        self.token = self._admin_token()
         log = (self.directory / "server.log").open("ab")
         self._proc = subprocess.Popen(
             [*RAILCAR, "server", "run", "--data-dir", str(self.data),
-             "--listen", f"127.0.0.1:{self.port}",
+             "--listen", f"{self.host}:{self.port}",
              "--public-url", f"http://{GUEST_HOST_ADDRESS}:{self.port}"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -107,8 +138,7 @@ class HostServer:
                 pass
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.__exit__(None, None, None)
-                tail = (self.directory / "server.log").read_text(errors="replace")[-1500:]
-                raise HostServerError(f"the update server did not start: {tail}")
+                raise HostServerError(f"the update server did not start: {self.log_tail()}")
             time.sleep(0.1)
 
     def __exit__(
@@ -131,6 +161,21 @@ class HostServer:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def _admin_token(self) -> str:
+        """``server init`` shows a new admin token only once: keep it in ``token_file``."""
+        stored = self.token_file
+        if stored is not None and stored.is_file() and (self.data / SQLITE_FILE).is_file():
+            return stored.read_text().strip()
+        init = json.loads(self._railcar("server", "init", "--data-dir", str(self.data), "--json"))
+        token: str = init["admin_token"]
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.unlink(missing_ok=True)
+            fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+        return token
+
     def _railcar(self, *args: str) -> str:
         done = subprocess.run(
             [*RAILCAR, *args], capture_output=True, text=True, timeout=300, check=False
@@ -145,4 +190,4 @@ class HostServer:
         response = self._client.request(method, f"/api/apps/{FLATCAR_APP_ID}{path}", **kwargs)
         if response.status_code >= 400:
             raise HostServerError(f"{method} {path}: {response.status_code} {response.text[:300]}")
-        return response.json()
+        return response.json() if response.content else None
