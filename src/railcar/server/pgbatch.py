@@ -23,6 +23,7 @@ decided by the ORM path under the group's row lock, so the limits stay exact (AD
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -58,15 +59,21 @@ _KEEP = ",\n        ".join(
     f"{a} = CASE WHEN excluded.{a} <> '' THEN excluded.{a} ELSE cur.{a} END" for a in _ATTRS
 )
 _CHANGED = " OR ".join(f"(excluded.{a} <> '' AND excluded.{a} <> cur.{a})" for a in _ATTRS)
+_TEXT_ATTRS = ", ".join(f"{a} varchar" for a in _ATTRS)
+
+# The same effects as fastpath.apply, for many nodes, from one JSON parameter (json.dumps is
+# far cheaper than binding dozens of arrays): the instance upserts ("i"), instance-application
+# inserts ("n") and guarded updates ("u"), and the history rows ("h") of the inserts and
+# updates that happened. The instance upsert keeps stored attributes the node left empty and
+# rewrites nothing unchanged. Rows are taken in machine order, so concurrent batches lock them
+# in the same order. Returns the machines whose instance-application row was written.
 WRITE = text(
     f"""
-WITH given AS (
+WITH batch AS (SELECT CAST(:batch AS jsonb) AS b), given AS (
     INSERT INTO instance AS cur (id, hidden, created_ts, {", ".join(_ATTRS)})
     SELECT v.id, false, v.created_ts, {", ".join(f"v.{a}" for a in _ATTRS)}
-    FROM unnest(
-        CAST(:i_id AS VARCHAR[]), CAST(:i_created_ts AS TIMESTAMPTZ[]),
-        {", ".join(f"CAST(:i_{a} AS VARCHAR[])" for a in _ATTRS)}
-    ) AS v(id, created_ts, {", ".join(_ATTRS)})
+    FROM batch, jsonb_to_recordset(b -> 'i')
+        AS v(id varchar, created_ts timestamptz, {_TEXT_ATTRS})
     ORDER BY v.id
     ON CONFLICT (id) DO UPDATE SET
         {_KEEP}
@@ -74,34 +81,27 @@ WITH given AS (
 ), added AS (
     INSERT INTO instance_application (instance_id, application_id, group_id, version,
         last_check_for_updates, update_in_progress, rolled_back_from, status)
-    SELECT n.instance_id, n.application_id, n.group_id, n.version, n.checked, false, '', n.status
-    FROM unnest(
-        CAST(:n_instance AS VARCHAR[]), CAST(:n_app AS VARCHAR[]), CAST(:n_group AS VARCHAR[]),
-        CAST(:n_version AS VARCHAR[]), CAST(:n_checked AS TIMESTAMPTZ[]),
-        CAST(:n_status AS INTEGER[])
-    ) AS n(instance_id, application_id, group_id, version, checked, status)
+    SELECT n.instance_id, n.application_id, n.group_id, n.version,
+        n.last_check_for_updates, false, '', n.status
+    FROM batch, jsonb_to_recordset(b -> 'n') AS n(instance_id varchar, application_id varchar,
+        group_id varchar, version varchar, last_check_for_updates timestamptz, status integer)
     ORDER BY n.instance_id
     ON CONFLICT (instance_id, application_id) DO NOTHING
     RETURNING instance_id
 ), changed AS (
     UPDATE instance_application AS ia
-    SET version = u.version, group_id = u.group_id, last_check_for_updates = u.checked,
+    SET version = u.version, group_id = u."group", last_check_for_updates = u.last_check,
         status = u.status
-    FROM unnest(
-        CAST(:u_instance AS VARCHAR[]), CAST(:u_app AS VARCHAR[]), CAST(:u_group AS VARCHAR[]),
-        CAST(:u_version AS VARCHAR[]), CAST(:u_checked AS TIMESTAMPTZ[]),
-        CAST(:u_status AS INTEGER[]),
-        CAST(:was_group AS VARCHAR[]), CAST(:was_version AS VARCHAR[]),
-        CAST(:was_status AS INTEGER[]), CAST(:was_checked AS TIMESTAMPTZ[]),
-        CAST(:was_rolled_back AS VARCHAR[]), CAST(:was_last_update AS VARCHAR[])
-    ) AS u(instance_id, application_id, group_id, version, checked, status,
-        was_group, was_version, was_status, was_checked, was_rolled_back, was_last_update)
-    WHERE ia.instance_id = u.instance_id AND ia.application_id = u.application_id
+    FROM batch, jsonb_to_recordset(b -> 'u') AS u(machine varchar, app varchar,
+        "group" varchar, version varchar, last_check timestamptz, status integer,
+        was_group varchar, was_version varchar, was_status integer, was_check timestamptz,
+        was_rolled_back varchar, was_last_update varchar)
+    WHERE ia.instance_id = u.machine AND ia.application_id = u.app
         AND NOT ia.update_in_progress
         AND ia.group_id IS NOT DISTINCT FROM u.was_group
         AND ia.version = u.was_version
         AND ia.status IS NOT DISTINCT FROM u.was_status
-        AND ia.last_check_for_updates = u.was_checked
+        AND ia.last_check_for_updates = u.was_check
         AND ia.rolled_back_from = u.was_rolled_back
         AND ia.last_update_version IS NOT DISTINCT FROM u.was_last_update
     RETURNING ia.instance_id
@@ -111,11 +111,8 @@ WITH given AS (
     INSERT INTO instance_status_history (instance_id, application_id, group_id, status,
         version, created_ts)
     SELECT h.instance_id, h.application_id, h.group_id, h.status, h.version, h.created_ts
-    FROM unnest(
-        CAST(:h_instance AS VARCHAR[]), CAST(:h_app AS VARCHAR[]), CAST(:h_group AS VARCHAR[]),
-        CAST(:h_status AS INTEGER[]), CAST(:h_version AS VARCHAR[]),
-        CAST(:h_created_ts AS TIMESTAMPTZ[])
-    ) AS h(instance_id, application_id, group_id, status, version, created_ts)
+    FROM batch, jsonb_to_recordset(b -> 'h') AS h(instance_id varchar, application_id varchar,
+        group_id varchar, status integer, version varchar, created_ts timestamptz)
     WHERE h.instance_id IN (SELECT instance_id FROM written)
 )
 SELECT instance_id FROM written
@@ -123,64 +120,38 @@ SELECT instance_id FROM written
 )
 
 
-def write_params(batch: Sequence[Writes]) -> dict[str, list[Any]]:
-    """:data:`WRITE`'s arrays for ``batch`` (at most one entry per machine)."""
-    p: dict[str, list[Any]] = {}
+def _json(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()  # microseconds kept: the guard compares timestamps exactly
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
-    def put(prefix: str, values: dict[str, Any], names: dict[str, str]) -> None:
-        for param, column in names.items():
-            p.setdefault(f"{prefix}{param}", []).append(values[column])
 
-    instance = {"id": "id", "created_ts": "created_ts"} | {a: a for a in _ATTRS}
-    new_node = {
-        "instance": "instance_id",
-        "app": "application_id",
-        "group": "group_id",
-        "version": "version",
-        "checked": "last_check_for_updates",
-        "status": "status",
-    }
-    update = {
-        "instance": "machine",
-        "app": "app",
-        "group": "group",
-        "version": "version",
-        "checked": "last_check",
-        "status": "status",
-    }
-    history = {
-        "instance": "instance_id",
-        "app": "application_id",
-        "group": "group_id",
-        "status": "status",
-        "version": "version",
-        "created_ts": "created_ts",
-    }
-    for key in [f"i_{k}" for k in instance] + [
-        f"{prefix}{k}"
-        for prefix, names in (("n_", new_node), ("u_", update), ("h_", history))
-        for k in names
-    ]:
-        p[key] = []
-    for was in ("group", "version", "status", "checked", "rolled_back", "last_update"):
-        p[f"was_{was}"] = []
+def write_params(batch: Sequence[Writes]) -> dict[str, str]:
+    """:data:`WRITE`'s parameter for ``batch`` (at most one entry per machine)."""
+    doc: dict[str, list[dict[str, Any]]] = {"i": [], "n": [], "u": [], "h": []}
     for writes in batch:
-        put("i_", writes.instance, instance)
+        doc["i"].append(writes.instance)
         if writes.new_node is not None:
-            put("n_", writes.new_node, new_node)
+            doc["n"].append(writes.new_node)
         if writes.node_update is not None:
             node = writes.node
             assert node is not None
-            put("u_", writes.node_update, update)
-            p["was_group"].append(node.group_id)
-            p["was_version"].append(node.version)
-            p["was_status"].append(node.status)
-            p["was_checked"].append(node.last_check)
-            p["was_rolled_back"].append(node.rolled_back_from)
-            p["was_last_update"].append(node.last_update_version)
+            doc["u"].append(
+                writes.node_update
+                | {
+                    "was_group": node.group_id,
+                    "was_version": node.version,
+                    "was_status": node.status,
+                    "was_check": node.last_check,
+                    "was_rolled_back": node.rolled_back_from,
+                    "was_last_update": node.last_update_version,
+                }
+            )
         if writes.history is not None:
-            put("h_", writes.history, history)
-    return p
+            doc["h"].append(writes.history)
+    return {"batch": json.dumps(doc, default=_json)}
 
 
 class PgFastBatch:
