@@ -5,7 +5,9 @@ defers: it registers the check and answers ``noupdate``. :class:`FastPath` answe
 SQLAlchemy Core statements on the request's own transaction (one upsert per row instead of the
 ORM's read-modify-flush) and hands everything else — events of an update in progress, grants,
 rollback reports, first-time lookups — to the ORM handler in :mod:`railcar.server.updates`
-*in the same transaction*, which re-reads what it needs, so the two never disagree.
+*in the same transaction*, which re-reads what it needs, so the two never disagree. On
+PostgreSQL the server runs the same decisions for a batch of requests in two statements
+(:mod:`railcar.server.pgbatch`).
 
 What it may answer itself, with the ORM handler's exact effects (the server tests run every
 scenario through both):
