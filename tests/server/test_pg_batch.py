@@ -77,7 +77,7 @@ def test_queued_requests_share_two_statements(pg_fleet: Fleet) -> None:
     with statements(pg_fleet) as seen:
         answers = _answer(pg_fleet, requests)
     assert all(a is not None for a in answers)
-    # the batch's read and write, plus the group's decision stats (two reads), once
+    # the batch's read and write (the group's decision stats, read once, go through the ORM)
     assert batch.statements - before == 2
     assert seen.count("WITH") == 1 and "BEGIN" not in seen
     with pg_fleet.db.read() as s:
