@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres import postgres_server
@@ -200,7 +202,7 @@ def percentile(values: list[float], p: float) -> float:
 def measure(name: str, base: str, args: argparse.Namespace) -> dict[str, float]:
     port = int(base.rsplit(":", 1)[1])
     # Warm up: register part of the fleet so checks hit existing rows as they would.
-    asyncio.run(closed_loop(port, args.concurrency, 3, args.machines))
+    warm, _ = asyncio.run(closed_loop(port, args.concurrency, 3, args.machines))
     lat = asyncio.run(open_loop(port, args.rate, args.seconds, args.machines))
     count, elapsed = asyncio.run(closed_loop(port, args.concurrency, args.seconds, args.machines))
     result = {
@@ -208,6 +210,7 @@ def measure(name: str, base: str, args: argparse.Namespace) -> dict[str, float]:
         "p50_ms": 1000 * statistics.median(lat),
         "p99_ms": 1000 * percentile(lat, 99),
         "max_req_per_s": count / elapsed,
+        "requests": warm + len(lat) + count,
     }
     print(
         f"{name:<12} p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms at "
@@ -215,6 +218,24 @@ def measure(name: str, base: str, args: argparse.Namespace) -> dict[str, float]:
         file=sys.stderr,
     )
     return result
+
+
+def statement_counts(url: str, requests: float) -> dict[str, float]:
+    """Statements the server sent (top level: each a round trip) and PostgreSQL's execution
+    time, per request; the busiest statements go to stderr."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 70)"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'"
+            " ORDER BY calls DESC"
+        ).fetchall()
+    for calls, _, query in rows[:8]:
+        print(f"  {calls / requests:5.2f}/request  {query}", file=sys.stderr)
+    return {
+        "statements_per_request": sum(r[0] for r in rows) / requests,
+        "pg_exec_ms_per_request": sum(r[1] for r in rows) / requests,
+    }
 
 
 def railcar_server(url: str, port: int, data_dir: Path | None, workers: int = 1) -> list[str]:
@@ -233,6 +254,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-workers", type=int, default=1, help="server processes on PostgreSQL")
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="count the statements clients sent PostgreSQL (pg_stat_statements), per request",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     port = free_port()
@@ -257,12 +283,20 @@ def main() -> None:
         port = free_port()
         with serve(railcar_server("", port, data), port) as base:
             results["sqlite"] = measure("sqlite", base, args)
-    with postgres_server() as pg:
-        url = database_url(None, pg.new_database())
+    stats = {"shared_preload_libraries": "pg_stat_statements"} if args.pg_statements else None
+    with postgres_server(stats) as pg:
+        raw = pg.new_database()
+        url = database_url(None, raw)
         seed(url)
+        if args.pg_statements:
+            with psycopg.connect(raw, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION pg_stat_statements")
+                conn.execute("SELECT pg_stat_statements_reset()")
         port = free_port()
         with serve(railcar_server(url, port, None, args.pg_workers), port) as base:
             results["postgresql"] = measure("postgresql", base, args)
+        if args.pg_statements:
+            results["postgresql"] |= statement_counts(raw, results["postgresql"]["requests"])
     for db in ("sqlite", "postgresql"):
         results[db]["ratio_vs_noupdate"] = (
             results[db]["max_req_per_s"] / results["noupdate"]["max_req_per_s"]

@@ -51,7 +51,9 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """``settings``: more ``-c name=value`` server settings (e.g. for the benchmark's
+    ``pg_stat_statements``)."""
     user = pwd.getpwnam("postgres")
     base = Path(tempfile.mkdtemp(prefix="railcar-pg-"))
     os.chown(base, user.pw_uid, user.pw_gid)
@@ -95,6 +97,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             "max_connections=300",
             "-c",
             "timezone=UTC",
+            *(arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -76,7 +76,7 @@ class Fleet:
             package = create_package(s, app, package_spec(version))
             set_channel_package(s, app, get_channel(s, app, self.channel_id), package.id)
 
-    def post(
+    def request(
         self,
         machine: str,
         version: str,
@@ -86,8 +86,8 @@ class Fleet:
         events: tuple[Event, ...] = (),
         track: str = "stable",
         extra: dict[str, str] | None = None,
-    ) -> Response:
-        """One request as update_engine sends it, through the wire codec both ways."""
+    ) -> Request:
+        """One request as update_engine sends it, as the server parses it off the wire."""
         request = Request(
             apps=(
                 AppRequest(
@@ -107,8 +107,30 @@ class Fleet:
             updaterversion="update_engine-0.4.10",
             os=OsInfo(sp=f"{version}_x86_64"),
         )
-        answer = self.handler.handle(parse_request(encode_request(request)), "127.0.0.1")
-        return parse_response(encode_response(answer))
+        return parse_request(encode_request(request))
+
+    def post(
+        self,
+        machine: str,
+        version: str,
+        *,
+        ping: bool = True,
+        updatecheck: bool = True,
+        events: tuple[Event, ...] = (),
+        track: str = "stable",
+        extra: dict[str, str] | None = None,
+    ) -> Response:
+        """One request through the handler and the wire codec both ways."""
+        request = self.request(
+            machine,
+            version,
+            ping=ping,
+            updatecheck=updatecheck,
+            events=events,
+            track=track,
+            extra=extra,
+        )
+        return parse_response(encode_response(self.handler.handle(request, "127.0.0.1")))
 
 
 @pytest.fixture(scope="session")

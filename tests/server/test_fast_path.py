@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 
 from railcar.omaha.model import AppStatus, Event
 from railcar.server.admin import PolicySpec
-from railcar.server.db import open_database
+from railcar.server.db import database_url, open_database
 from railcar.server.models import (
     Activity,
     EventRecord,
@@ -196,16 +196,26 @@ def _random_history(fleet: Fleet, seed: int) -> list[Any]:
     return answers
 
 
-def test_fast_path_and_orm_agree_on_a_random_fleet_history(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_fast_path_and_orm_agree_on_a_random_fleet_history(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SQLite: the fast path in the request's transaction; PostgreSQL: as the server runs it,
+    batched (server/pgbatch.py) — against the ORM handler alone."""
     results = []
     for fast in (True, False):
-        db = open_database(f"sqlite:///{tmp_path / ('fast' if fast else 'orm')}.db")
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / ('fast' if fast else 'orm')}.db"
+        else:
+            url = database_url(None, request.getfixturevalue("postgres").new_database())
+        db = open_database(url)
         db.create_schema()
-        fleet = make_fleet(db, Clock(), fast_path=fast)
+        fleet = make_fleet(db, Clock(), fast_path=fast, group_commit=database != "sqlite")
         answers = _random_history(fleet, seed=7)
         results.append((answers, _rows(fleet)))
         if fast:
             assert fleet.handler.fast_answers > len(answers) // 3
+        fleet.handler.close()
         db.dispose()
     (fast_answers, fast_rows), (orm_answers, orm_rows) = results
     assert fast_answers == orm_answers

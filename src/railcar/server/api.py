@@ -214,7 +214,7 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
             return Response(f"{exc.message}\n", 400, media_type="text/plain")
         ip = client_ip(request)
         if handler.group_commit:
-            # SQLite: the group-commit writer thread answers; nothing blocks the event loop.
+            # Batched (SQLite: group commit; PostgreSQL: fast batches, the rest on a thread).
             answer = await handler.answer(parsed, ip)
         else:
             answer = await run_in_threadpool(handler.handle, parsed, ip)

@@ -1,17 +1,19 @@
-"""Group commit for SQLite: one writer thread answers queued Omaha requests in one transaction.
+"""Queued Omaha requests answered in batches by one writer thread per process.
 
-SQLite admits one writer at a time, so requests queue for it anyway; what each still pays on
-its own is the commit (writing its pages to the WAL), which is the largest single cost of a
-fast-path answer. :class:`GroupCommit` lets the requests that arrived while a batch was being
-written share the next commit. A request is answered only after the commit that holds its
-writes, so nothing is acknowledged that a crash could lose. Under light load a batch is one
-request and nothing changes.
+:class:`GroupCommit` (SQLite): SQLite admits one writer at a time, so requests queue for it
+anyway; what each still pays on its own is the commit (writing its pages to the WAL), which is
+the largest single cost of a fast-path answer. It lets the requests that arrived while a batch
+was being written share the next commit. A request is answered only after the commit that holds
+its writes, so nothing is acknowledged that a crash could lose. Under light load a batch is one
+request and nothing changes. If any request of a batch fails, or the commit does, nothing of the
+batch is kept and each request is answered again on its own (with the handler's usual retries),
+so one bad request fails alone.
 
-If any request of a batch fails, or the commit does, nothing of the batch is kept and each
-request is answered again on its own (with the handler's usual retries), so one bad request
-fails alone. PostgreSQL does not use this: its requests run concurrently on a connection pool
-and grant decisions lock their group row, and holding such locks across a batch would only
-lengthen other processes' waits.
+:class:`FastBatches` (PostgreSQL): the writer thread answers the batch's fast-path requests with
+one read and one write statement for all of them (:mod:`railcar.server.pgbatch`). Everything
+else — grants, events of an update in progress, hand-offs — is answered ``None``: the caller
+runs the ORM handler in a transaction of its own, concurrently with other requests, so a grant's
+group-row lock is never held for a batch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -33,17 +36,21 @@ MAX_BATCH = 64  # requests per transaction; bounds the latency one batch adds to
 # (session, request, client ip) → (response, quiet: nothing others cache was changed)
 AnswerIn = Callable[[Session, Request, str], tuple[Response, bool]]
 AnswerAlone = Callable[[Request, str], Response]
+# [(request, client ip)] → per request its answer, or None: the full path must answer it
+AnswerBatch = Callable[[list[tuple[Request, str]]], list[Response | None]]
+
+T = TypeVar("T")
 
 
 @dataclass
-class _Item:
+class _Item(Generic[T]):
     request: Request
     ip: str
-    future: Future[Response] = field(default_factory=Future)
+    future: Future[T] = field(default_factory=Future)
     # Set for requests from an event loop: answered on it, one wake-up per batch and loop
     # (waking a loop from another thread costs a pipe write and a GIL hand-over each).
     loop: asyncio.AbstractEventLoop | None = None
-    waiter: asyncio.Future[Response] | None = None
+    waiter: asyncio.Future[T] | None = None
 
     def live(self) -> bool:
         if self.waiter is not None:
@@ -51,7 +58,7 @@ class _Item:
         return self.future.set_running_or_notify_cancel()
 
 
-def _settle(answers: list[tuple[asyncio.Future[Response], Response | BaseException]]) -> None:
+def _settle(answers: list[tuple[asyncio.Future[T], T | BaseException]]) -> None:
     """On the waiters' loop: hand each its answer."""
     for waiter, answer in answers:
         if waiter.cancelled():
@@ -62,33 +69,30 @@ def _settle(answers: list[tuple[asyncio.Future[Response], Response | BaseExcepti
             waiter.set_result(answer)
 
 
-class GroupCommit:
-    """Answers requests on one writer thread, several per transaction when they queue up."""
+class _Writer(Generic[T]):
+    """A writer thread taking what queued (≤ :data:`MAX_BATCH`) and answering it as a batch."""
 
-    def __init__(self, db: Database, answer_in: AnswerIn, answer_alone: AnswerAlone) -> None:
-        self._db = db
-        self._answer_in = answer_in
-        self._answer_alone = answer_alone
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_Item[T] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0
         self.requests = 0
 
-    def submit(self, request: Request, ip: str) -> Future[Response]:
-        item = _Item(request, ip)
+    def submit(self, request: Request, ip: str) -> Future[T]:
+        item: _Item[T] = _Item(request, ip)
         self._enqueue(item)
         return item.future
 
-    async def answer(self, request: Request, ip: str) -> Response:
+    async def answer(self, request: Request, ip: str) -> T:
         """:meth:`submit` for a caller on an event loop."""
         loop = asyncio.get_running_loop()
-        item = _Item(request, ip, loop=loop, waiter=loop.create_future())
+        item: _Item[T] = _Item(request, ip, loop=loop, waiter=loop.create_future())
         self._enqueue(item)
         assert item.waiter is not None
         return await item.waiter
 
-    def _enqueue(self, item: _Item) -> None:
+    def _enqueue(self, item: _Item[T]) -> None:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -121,11 +125,43 @@ class GroupCommit:
                 batch.append(item)
             live = [i for i in batch if i.live()]
             if live:
+                self.batches += 1
+                self.requests += len(live)
                 self._deliver(self._process(live))
 
-    def _process(self, batch: list[_Item]) -> list[tuple[_Item, Response | BaseException]]:
-        self.batches += 1
-        self.requests += len(batch)
+    def _process(self, batch: list[_Item[T]]) -> list[tuple[_Item[T], T | BaseException]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _deliver(answers: list[tuple[_Item[T], T | BaseException]]) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[T], T | BaseException]],
+        ] = {}
+        for item, answer in answers:
+            if item.loop is not None and item.waiter is not None:
+                by_loop.setdefault(item.loop, []).append((item.waiter, answer))
+            elif isinstance(answer, BaseException):
+                item.future.set_exception(answer)
+            else:
+                item.future.set_result(answer)
+        for loop, waiting in by_loop.items():
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+class GroupCommit(_Writer[Response]):
+    """SQLite: answers requests on one writer thread, several per transaction when they queue
+    up."""
+
+    def __init__(self, db: Database, answer_in: AnswerIn, answer_alone: AnswerAlone) -> None:
+        super().__init__()
+        self._db = db
+        self._answer_in = answer_in
+        self._answer_alone = answer_alone
+
+    def _process(
+        self, batch: list[_Item[Response]]
+    ) -> list[tuple[_Item[Response], Response | BaseException]]:
         if len(batch) > 1:
             responses: list[Response] = []
             try:
@@ -142,24 +178,27 @@ class GroupCommit:
                 return list(zip(batch, responses, strict=True))
         return [(item, self._alone(item)) for item in batch]
 
-    def _alone(self, item: _Item) -> Response | BaseException:
+    def _alone(self, item: _Item[Response]) -> Response | BaseException:
         try:
             return self._answer_alone(item.request, item.ip)
         except BaseException as exc:
             return exc
 
-    @staticmethod
-    def _deliver(answers: list[tuple[_Item, Response | BaseException]]) -> None:
-        by_loop: dict[
-            asyncio.AbstractEventLoop,
-            list[tuple[asyncio.Future[Response], Response | BaseException]],
-        ] = {}
-        for item, answer in answers:
-            if item.loop is not None and item.waiter is not None:
-                by_loop.setdefault(item.loop, []).append((item.waiter, answer))
-            elif isinstance(answer, BaseException):
-                item.future.set_exception(answer)
-            else:
-                item.future.set_result(answer)
-        for loop, waiting in by_loop.items():
-            loop.call_soon_threadsafe(_settle, waiting)
+
+class FastBatches(_Writer[Response | None]):
+    """PostgreSQL: the fast-path requests that queued, answered by ``answer_batch`` in a few
+    statements; ``None`` for each request the full path must answer (also all of a batch
+    whose statements failed — each then fails, or not, on its own)."""
+
+    def __init__(self, answer_batch: AnswerBatch) -> None:
+        super().__init__()
+        self._answer_batch = answer_batch
+
+    def _process(
+        self, batch: list[_Item[Response | None]]
+    ) -> list[tuple[_Item[Response | None], Response | BaseException | None]]:
+        try:
+            answers = self._answer_batch([(item.request, item.ip) for item in batch])
+        except Exception:
+            answers = [None] * len(batch)
+        return list(zip(batch, answers, strict=True))

@@ -5,7 +5,9 @@ defers: it registers the check and answers ``noupdate``. :class:`FastPath` answe
 SQLAlchemy Core statements on the request's own transaction (one upsert per row instead of the
 ORM's read-modify-flush) and hands everything else — events of an update in progress, grants,
 rollback reports, first-time lookups — to the ORM handler in :mod:`railcar.server.updates`
-*in the same transaction*, which re-reads what it needs, so the two never disagree.
+*in the same transaction*, which re-reads what it needs, so the two never disagree. On
+PostgreSQL the server runs the same decisions for a batch of requests in two statements
+(:mod:`railcar.server.pgbatch`).
 
 What it may answer itself, with the ORM handler's exact effects (the server tests run every
 scenario through both):
@@ -68,9 +70,15 @@ _FLOOR = cast(Table, ChannelFloor.__table__)
 
 # Statements are built once: building and cache-keying a statement costs more than running it.
 _THIS_IA = (_IA.c.instance_id == bindparam("machine"), _IA.c.application_id == bindparam("app"))
-_SELECT_GROUP_AND_NODE = Prepared(
-    select(
-        _GROUP,
+
+
+def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any], Any]:
+    """The columns :meth:`FastPath.decide` reads and the joins that give them, for the node
+    (``machine``, ``app``): its group with channel, package and whether floors exist, and its
+    instance-application row (outer-joined: NULLs for a first contact). ``source``: a
+    (selectable, condition) the group is joined to (else the group table starts)."""
+    columns = [
+        *_GROUP.c,
         _CHANNEL.c.arch.label("channel_arch"),
         _PACKAGE.c.version.label("package_version"),
         _PACKAGE.c.url.label("package_url"),
@@ -87,13 +95,19 @@ _SELECT_GROUP_AND_NODE = Prepared(
         _IA.c.update_in_progress.label("ia_update_in_progress"),
         _IA.c.rolled_back_from.label("ia_rolled_back_from"),
         _IA.c.last_update_version.label("ia_last_update_version"),
-    )
-    .select_from(
-        _GROUP.outerjoin(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id)
+    ]
+    start = _GROUP if source is None else source[0].join(_GROUP, source[1])
+    joins = (
+        start.outerjoin(_CHANNEL, _CHANNEL.c.id == _GROUP.c.channel_id)
         .outerjoin(_PACKAGE, _PACKAGE.c.id == _CHANNEL.c.package_id)
-        .outerjoin(_IA, and_(*_THIS_IA))
+        .outerjoin(_IA, and_(_IA.c.instance_id == machine, _IA.c.application_id == app))
     )
-    .where(_GROUP.c.id == bindparam("group"))
+    return columns, joins
+
+
+_COLUMNS, _JOINS = group_and_node(bindparam("machine"), bindparam("app"))
+_SELECT_GROUP_AND_NODE = Prepared(
+    select(*_COLUMNS).select_from(_JOINS).where(_GROUP.c.id == bindparam("group"))
 )
 _SELECT_FLOORS = Prepared(
     select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
@@ -196,13 +210,53 @@ class Step:
     servable: bool  # has a URL, or is hosted by a server that knows its base URL
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A request the fast path may answer, with the group its (app, track, arch) resolved to."""
+
+    request: Request
+    app: AppRequest
+    app_id: str
+    machine: str
+    arch: str
+    group_id: str
+    key: tuple[str, str, str]  # the resolution cache's key
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What a fast-path answer writes — the ORM handler's exact effects — as column values."""
+
+    instance: dict[str, Any]  # instance upsert: id, hidden, created_ts and the attributes given
+    new_node: dict[str, Any] | None  # instance_application insert (first contact)
+    node_update: dict[str, Any] | None  # update of the row as read (``node``)
+    history: dict[str, Any] | None  # a status history row (On hold)
+    node: NodeView | None  # the row as read: what a writer outside the read's snapshot checks
+
+
 class Handoff(Exception):  # noqa: N818 - control flow, not an error
     """The request needs the ORM handler (same transaction, nothing written yet that it
     would not write itself)."""
 
 
+def apply(conn: Connection, writes: Writes) -> None:
+    """Run ``writes`` inside ``conn``'s transaction (the row read in the same transaction)."""
+    _UPSERT_INSTANCE[conn.dialect.name].run(conn, _v(writes.instance))
+    if writes.new_node is not None:
+        _INSERT_IA.run(conn, _v(writes.new_node))
+    if writes.node_update is not None:
+        _UPDATE_IA.run(conn, writes.node_update)
+    if writes.history is not None:
+        _INSERT_HISTORY.run(conn, _v(writes.history))
+
+
 class FastPath:
-    """Answers the common single-app request; raises :class:`Handoff` for everything else."""
+    """Answers the common single-app request; raises :class:`Handoff` for everything else.
+
+    :meth:`answer` does it all in the caller's transaction. The steps are public for
+    :mod:`railcar.server.pgbatch`, which reads and writes for many requests at once:
+    :meth:`candidate`, then the row of :func:`group_and_node`, :meth:`decide`, the writes.
+    """
 
     def __init__(
         self,
@@ -234,37 +288,26 @@ class FastPath:
         ip: str,
         now: datetime,
     ) -> AppResponse:
+        candidate = self.candidate(session, request, app, app_id)
+        conn = session.connection()
+        rows = _SELECT_GROUP_AND_NODE.rows(
+            conn, {"group": candidate.group_id, "machine": candidate.machine, "app": app_id}
+        )
+        response, writes = self.decide(
+            session, conn, candidate, rows[0] if rows else None, ip, now, {}
+        )
+        if writes is not None:
+            apply(conn, writes)
+        self.answered += 1
+        return response
+
+    def candidate(
+        self, session: Session, request: Request, app: AppRequest, app_id: str
+    ) -> Candidate:
+        """The request and its group, or :class:`Handoff` (nothing read of the node yet)."""
         machine = app.machineid.strip()
         if not machine or not is_valid(app.version) or app.extra.get("railcar_rolled_back"):
             raise Handoff
-        conn = session.connection()
-        group, ia = self._group_and_node(session, conn, request, app, app_id, machine)
-        if ia is not None and ia.update_in_progress:
-            raise Handoff  # events and re-serving of a granted update
-        check: UpdateCheck | None = None
-        on_hold = False
-        if app.updatecheck:
-            # Decide before writing anything, so a hand-off finds the rows as they were.
-            on_hold = self._refusal(session, conn, group, app, ia, now)
-            check = UpdateCheck("noupdate")
-        if app.ping or app.updatecheck:
-            self._register(conn, group, app, machine, ip, ia, now, on_hold=on_hold)
-        self.answered += 1
-        return AppResponse(
-            app.appid, AppStatus.OK, ping=app.ping, updatecheck=check, events=len(app.events)
-        )
-
-    # -- lookups -------------------------------------------------------------------------------
-
-    def _group_and_node(
-        self,
-        session: Session,
-        conn: Connection,
-        request: Request,
-        app: AppRequest,
-        app_id: str,
-        machine: str,
-    ) -> tuple[GroupView, NodeView | None]:
         arch_hint = request.os.arch if request.os else ""
         key = (app_id, (app.track or "").strip(), f"{app.board}|{arch_hint}")
         cached = self._groups.get(key)
@@ -277,13 +320,48 @@ class FastPath:
             if len(self._groups) > MAX_CACHED_GROUPS:
                 self._groups.clear()
             self._groups[key] = (group_id, time.monotonic())
-        rows = _SELECT_GROUP_AND_NODE.rows(
-            conn, {"group": group_id, "machine": machine, "app": app_id}
-        )
-        row = rows[0] if rows else None
         arch = arch_of(app.board, arch_hint)
-        if row is None or row.application_id != app_id or row.channel_arch not in (None, arch):
-            self._groups.pop(key, None)
+        return Candidate(request, app, app_id, machine, arch, group_id, key)
+
+    def decide(
+        self,
+        session: Session,
+        conn: Connection,
+        candidate: Candidate,
+        row: Any,
+        ip: str,
+        now: datetime,
+        floors: dict[str, list[Any]],
+    ) -> tuple[AppResponse, Writes | None]:
+        """The answer and what it writes, from the :func:`group_and_node` row (``None``: the
+        group is gone); :class:`Handoff` when the ORM handler must answer. ``floors`` caches
+        floor look-ups by group for the caller."""
+        app = candidate.app
+        group, ia = self._views(candidate, row)
+        if ia is not None and ia.update_in_progress:
+            raise Handoff  # events and re-serving of a granted update
+        check: UpdateCheck | None = None
+        on_hold = False
+        if app.updatecheck:
+            on_hold = self._refusal(session, conn, group, app, ia, now, floors)
+            check = UpdateCheck("noupdate")
+        writes = None
+        if app.ping or app.updatecheck:
+            writes = self._writes(group, app, candidate.machine, ip, ia, now, on_hold=on_hold)
+        response = AppResponse(
+            app.appid, AppStatus.OK, ping=app.ping, updatecheck=check, events=len(app.events)
+        )
+        return response, writes
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _views(self, candidate: Candidate, row: Any) -> tuple[GroupView, NodeView | None]:
+        if (
+            row is None
+            or row.application_id != candidate.app_id
+            or row.channel_arch not in (None, candidate.arch)
+        ):
+            self._groups.pop(candidate.key, None)
             raise Handoff
         group = GroupView(
             id=row.id,
@@ -305,7 +383,13 @@ class FastPath:
             last_update_version=row.ia_last_update_version,
         )
 
-    def _next_step(self, conn: Connection, group: GroupView, current: Version) -> Step | None:
+    def _next_step(
+        self,
+        conn: Connection,
+        group: GroupView,
+        current: Version,
+        floors: dict[str, list[Any]],
+    ) -> Step | None:
         """The package a node at ``current`` would be offered (floors first), if any."""
         if group.package_version is None:
             raise Handoff  # "no package" is recorded as activity by the ORM handler
@@ -313,7 +397,9 @@ class FastPath:
         if current >= target:
             return None
         if group.has_floors:
-            rows = _SELECT_FLOORS.rows(conn, {"group": group.id})
+            rows = floors.get(group.id)
+            if rows is None:
+                rows = floors[group.id] = _SELECT_FLOORS.rows(conn, {"group": group.id})
             steps = sorted(
                 (r for r in rows if current < Version.parse(r.version) <= target),
                 key=lambda r: Version.parse(r.version),
@@ -331,12 +417,13 @@ class FastPath:
         app: AppRequest,
         ia: NodeView | None,
         now: datetime,
+        floors: dict[str, list[Any]],
     ) -> bool:
         """``noupdate`` without a grant: returns whether the node goes On hold.
 
         Raises :class:`Handoff` when the answer could be a grant or a brake.
         """
-        step = self._next_step(conn, group, Version.parse(app.version))
+        step = self._next_step(conn, group, Version.parse(app.version), floors)
         if step is None:
             return False  # up to date: never a downgrade
         rolled_back = ia.rolled_back_from.split(",") if ia is not None else []
@@ -369,9 +456,8 @@ class FastPath:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def _register(
+    def _writes(
         self,
-        conn: Connection,
         group: GroupView,
         app: AppRequest,
         machine: str,
@@ -380,7 +466,7 @@ class FastPath:
         now: datetime,
         *,
         on_hold: bool,
-    ) -> None:
+    ) -> Writes:
         given = {
             "ip": ip,
             "alias": app.machinealias,
@@ -388,31 +474,23 @@ class FastPath:
             "oem_version": app.oemversion,
             "aleph_version": app.alephversion,
         }
-        _UPSERT_INSTANCE[conn.dialect.name].run(
-            conn,
-            _v(
-                {"id": machine, "hidden": False, "created_ts": now}
-                | {k: (v or "") for k, v in given.items()}
-            ),
-        )
+        instance = {"id": machine, "hidden": False, "created_ts": now} | {
+            k: (v or "") for k, v in given.items()
+        }
         hold = int(InstanceStatus.ON_HOLD)
         new_status = on_hold and (ia is None or ia.status != hold)
+        new_node = node_update = history = None
         if ia is None:
-            _INSERT_IA.run(
-                conn,
-                _v(
-                    {
-                        "instance_id": machine,
-                        "application_id": group.application_id,
-                        "group_id": group.id,
-                        "version": app.version,
-                        "last_check_for_updates": now,
-                        "update_in_progress": False,
-                        "rolled_back_from": "",
-                        "status": hold if new_status else None,
-                    }
-                ),
-            )
+            new_node = {
+                "instance_id": machine,
+                "application_id": group.application_id,
+                "group_id": group.id,
+                "version": app.version,
+                "last_check_for_updates": now,
+                "update_in_progress": False,
+                "rolled_back_from": "",
+                "status": hold if new_status else None,
+            }
         else:
             refresh = (
                 ia.version != app.version
@@ -420,28 +498,21 @@ class FastPath:
                 or now - ia.last_check >= self._refresh
             )
             if refresh or new_status:
-                _UPDATE_IA.run(
-                    conn,
-                    {
-                        "machine": machine,
-                        "app": group.application_id,
-                        "version": app.version,
-                        "group": group.id,
-                        "last_check": now if refresh else ia.last_check,
-                        "status": hold if new_status else ia.status,
-                    },
-                )
+                node_update = {
+                    "machine": machine,
+                    "app": group.application_id,
+                    "version": app.version,
+                    "group": group.id,
+                    "last_check": now if refresh else ia.last_check,
+                    "status": hold if new_status else ia.status,
+                }
         if new_status:
-            _INSERT_HISTORY.run(
-                conn,
-                _v(
-                    {
-                        "instance_id": machine,
-                        "application_id": group.application_id,
-                        "group_id": group.id,
-                        "status": hold,
-                        "version": (ia.last_update_version if ia is not None else None) or "",
-                        "created_ts": now,
-                    }
-                ),
-            )
+            history = {
+                "instance_id": machine,
+                "application_id": group.application_id,
+                "group_id": group.id,
+                "status": hold,
+                "version": (ia.last_update_version if ia is not None else None) or "",
+                "created_ts": now,
+            }
+        return Writes(instance, new_node, node_update, history, ia)

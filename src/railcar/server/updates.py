@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 
+import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -43,7 +44,7 @@ from railcar.omaha.model import (
     Package as OmahaPackage,
 )
 from railcar.release.version import Version, is_valid
-from railcar.server.batching import GroupCommit
+from railcar.server.batching import FastBatches, GroupCommit
 from railcar.server.db import QUIET, Database
 from railcar.server.fastpath import FastPath, Handoff
 from railcar.server.models import (
@@ -59,6 +60,7 @@ from railcar.server.models import (
     Package,
     utcnow,
 )
+from railcar.server.pgbatch import PgFastBatch
 from railcar.server.policy import GroupPolicy, decide, needs_stats
 from railcar.server.stats import decision_stats, rollout_finished
 from railcar.server.vocab import (
@@ -158,8 +160,10 @@ class OmahaHandler:
         group_commit: bool = False,
     ) -> None:
         """``fast_path=False`` answers everything through the ORM (the reference behaviour
-        the fast path is tested against); ``group_commit`` shares commits between queued
-        requests on SQLite (:mod:`railcar.server.batching`; ignored on PostgreSQL)."""
+        the fast path is tested against). ``group_commit`` batches queued requests
+        (:mod:`railcar.server.batching`): on SQLite several share one transaction; on
+        PostgreSQL the fast-path ones share two statements (:mod:`railcar.server.pgbatch`),
+        the others are answered each in its own transaction."""
         self._db = db
         self._batcher = (
             GroupCommit(db, self._answer_in, self._handle_alone)
@@ -177,12 +181,25 @@ class OmahaHandler:
             refresh=REGISTRATION_REFRESH,
             generation=lambda: db.generation,
         )
+        self.pg_batch: PgFastBatch | None = None
+        self._fast_batches: FastBatches | None = None
+        if group_commit and fast_path and not db.is_sqlite:
+            self.pg_batch = PgFastBatch(db.engine, self._fast, clock, self.app_ids)
+            self._fast_batches = FastBatches(self.pg_batch.answer)
 
     def handle(self, request: Request, client_ip: str) -> Response:
         """Answer ``request``, its writes committed before this returns."""
         if self._batcher is not None:
             return self._batcher.submit(request, client_ip).result()
+        if self._fast_batches is not None and self._batchable(request):
+            answer = self._fast_batches.submit(request, client_ip).result()
+            if answer is not None:
+                return answer
         return self._handle_alone(request, client_ip)
+
+    def _batchable(self, request: Request) -> bool:
+        """Worth queueing for :class:`PgFastBatch` (which may still hand it back)."""
+        return len(request.apps) == 1 and request.apps[0].appid.strip() in self.app_ids
 
     def submit(self, request: Request, client_ip: str) -> Future[Response]:
         """Queue ``request`` for the group-commit writer; the future holds its answer."""
@@ -191,25 +208,36 @@ class OmahaHandler:
         return self._batcher.submit(request, client_ip)
 
     async def answer(self, request: Request, client_ip: str) -> Response:
-        """:meth:`handle` for the event loop when :attr:`group_commit` is on."""
-        if self._batcher is None:
+        """:meth:`handle` for the event loop when :attr:`group_commit` is on: batched
+        answers are awaited, the rest run on a worker thread."""
+        if self._batcher is not None:
+            return await self._batcher.answer(request, client_ip)
+        if self._fast_batches is None:
             raise RuntimeError("answer() needs group commit; use handle() in a thread")
-        return await self._batcher.answer(request, client_ip)
+        if self._batchable(request):
+            answer = await self._fast_batches.answer(request, client_ip)
+            if answer is not None:
+                return answer
+        return await anyio.to_thread.run_sync(self._handle_alone, request, client_ip)
 
     @property
     def group_commit(self) -> bool:
-        return self._batcher is not None
+        """Requests are batched: the event loop calls :meth:`answer`."""
+        return self._batcher is not None or self._fast_batches is not None
 
     @property
     def batches_written(self) -> tuple[int, int]:
-        """(transactions, requests) the group commit wrote; (0, 0) without it."""
-        if self._batcher is None:
+        """(batches, requests) the group commit or the PostgreSQL fast batches took;
+        (0, 0) without them."""
+        writer = self._batcher or self._fast_batches
+        if writer is None:
             return 0, 0
-        return self._batcher.batches, self._batcher.requests
+        return writer.batches, writer.requests
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
+        for writer in (self._batcher, self._fast_batches):
+            if writer is not None:
+                writer.close()
 
     def _handle_alone(self, request: Request, client_ip: str) -> Response:
         for attempt in range(_ATTEMPTS):
