@@ -19,7 +19,12 @@ def test_publish_offer_and_inspect(tmp_path: Path) -> None:
     with HostServer(tmp_path / "t") as server:
         assert server.guest_url == f"http://10.0.2.2:{server.port}/v1/update/"
         published = server.publish(payload, "2.0.0")
-        server.set_policy(published["group_id"], max_updates_per_period=1, period_interval_s=3600)
+        group = server.set_policy(
+            published["group_id"], max_updates_per_period=1, period_interval_s=3600
+        )
+        assert group["policy"]["max_updates_per_period"] == 1
+        assert group["policy"]["period_interval_s"] == 3600
+        assert group["policy"]["update_timeout_s"] == 3600  # unchanged default
         answer = httpx.post(f"{server.base}/v1/update/", content=omaha_body(MACHINE), timeout=30)
         check = parse_response(answer.content).apps[0].updatecheck
         assert check is not None and check.manifest is not None
@@ -28,6 +33,12 @@ def test_publish_offer_and_inspect(tmp_path: Path) -> None:
         assert check.urls[0].startswith(f"http://10.0.2.2:{server.port}/packages/")
         instance = server.instance(MACHINE)
         assert instance["status"] == 2  # Update granted (Nebraska's status codes)
+        # the policy took effect: a second node in the same period is told noupdate
+        other = "fedcba9876543210fedcba9876543210"
+        answer = httpx.post(f"{server.base}/v1/update/", content=omaha_body(other), timeout=30)
+        second = parse_response(answer.content).apps[0].updatecheck
+        assert second is not None and second.manifest is None
+        assert server.instance(other)["status"] == 8  # On hold
         assert server.events(MACHINE) == []
     assert (tmp_path / "t/server/railcar.db").exists()  # kept for the test's post-mortem
     try:

@@ -153,6 +153,9 @@ class GroupIn(BaseModel):
 
 
 class GroupUpdate(BaseModel):
+    # Unknown fields are refused (422), so a policy field sent outside "policy" is an error
+    # rather than silently ignored.
+    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = None
     channel_id: str | None = None

@@ -100,7 +100,11 @@ class HostServer:
         return (self.directory / "server.log").read_text(errors="replace")[-1500:]
 
     def set_policy(self, group_id: str, **policy: Any) -> dict[str, Any]:
-        group: dict[str, Any] = self._api("PUT", f"/groups/{group_id}", json=policy)
+        """Change some of the group's policy fields (the others keep their values)."""
+        current = self._api("GET", f"/groups/{group_id}")["policy"]
+        group: dict[str, Any] = self._api(
+            "PUT", f"/groups/{group_id}", json={"policy": {**current, **policy}}
+        )
         return group
 
     def instance(self, machine_id: str) -> dict[str, Any]:
