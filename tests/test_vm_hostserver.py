@@ -39,6 +39,7 @@ def test_publish_offer_and_inspect(tmp_path: Path) -> None:
         second = parse_response(answer.content).apps[0].updatecheck
         assert second is not None and second.manifest is None
         assert server.instance(other)["status"] == 8  # On hold
+        assert server.update_checks() == 2
         assert server.events(MACHINE) == []
     assert (tmp_path / "t/server/railcar.db").exists()  # kept for the test's post-mortem
     try:

@@ -107,6 +107,20 @@ class HostServer:
         )
         return group
 
+    def update_checks(self) -> int:
+        """Update checks answered so far, from ``/metrics`` (the instance's
+        ``last_check_for_updates`` is refreshed only every few minutes, as in Nebraska)."""
+        if self._client is None:
+            raise HostServerError("the update server is not running")
+        response = self._client.get("/metrics")
+        if response.status_code != 200:
+            raise HostServerError(f"GET /metrics: {response.status_code}")
+        return int(sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in response.text.splitlines()
+            if line.startswith("railcar_omaha_update_checks_total{")
+        ))  # fmt: skip
+
     def instance(self, machine_id: str) -> dict[str, Any]:
         """The instance as the admin API shows it (status, version, history)."""
         found: dict[str, Any] = self._api("GET", f"/instances/{machine_id}")

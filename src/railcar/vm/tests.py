@@ -176,13 +176,8 @@ def _not_reinstalled(ctx: VmContext, server: HostServer, machine: str, version: 
     started = EventType.UPDATE_DOWNLOAD_STARTED, EventResult.SUCCESS, None
     before = len(_events_of(server, machine, started))
     # Three more checks (20 s apart) answered with the same offer.
-    for _ in range(3):
-        last = server.instance(machine)["last_check_for_updates"]
-
-        def checked_again(last: str = last) -> bool:
-            return bool(server.instance(machine)["last_check_for_updates"] != last)
-
-        poll("another update check", 180, checked_again)
+    checks = server.update_checks()
+    poll("three more update checks", 300, lambda: server.update_checks() >= checks + 3)
     after = len(_events_of(server, machine, started))
     ctx.log(f"{version}: rolled back, {after - before} downloads over three more checks")
     expect(after == before, f"{version} was downloaded again after the rollback")
