@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,30 @@ def test_device_slots_by_partuuid_then_label(tmp_path: Path) -> None:
 )
 def test_payload_errors_map_to_update_engine_codes(error: pe.PayloadError, code: int) -> None:
     assert payload_error_code(error) == code
+
+
+def test_reinstall_fits_a_small_esp_by_dropping_the_slots_old_kernel(
+    tmp_path: Path, keypair: KeyPair
+) -> None:
+    """The second install into B on an ESP with room for one kernel of B, not two: the old
+    kernel of the slot being overwritten goes first (it no longer boots), so no ENOSPC."""
+    image = make_image(tmp_path / "disk.img")
+    _, vmlinuz, payload = _payload(tmp_path, keypair.private)
+    boot_dir = tmp_path / "boot"
+    boot_dir.mkdir()
+    # 160 KiB: the old kernel (120 KiB) and the new one (49 KiB) do not fit side by side.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(boot_dir)],
+                   check=True)  # fmt: skip
+    try:
+        (boot_dir / "railcar").mkdir()
+        (boot_dir / "railcar" / "vmlinuz-b").write_bytes(bytes(120 * 1024))
+        with GptDisk.open(image, writable=True) as disk:
+            installer = Installer(
+                ImageSlots(image), GptBootControl(disk, Slot.A),
+                TrustedKeys.from_files([keypair.public]), boot_dir=boot_dir,
+            )  # fmt: skip
+            installer.verify(payload)
+            installer.install(payload, "3.0.1")
+        assert (boot_dir / "railcar" / "vmlinuz-b").read_bytes() == vmlinuz
+    finally:
+        subprocess.run(["umount", str(boot_dir)], check=True)

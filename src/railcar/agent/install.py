@@ -311,6 +311,10 @@ class Installer:
         try:
             if kernel is not None:
                 kernel.parent.mkdir(parents=True, exist_ok=True)
+                # The slot no longer boots (above), so its old kernel is garbage: removing it
+                # first leaves room on a small ESP for the new one (two unified kernels and a
+                # temporary copy need not fit side by side).
+                kernel.unlink(missing_ok=True)
             apply_file_or_stream(
                 payload,
                 None,
