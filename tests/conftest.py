@@ -11,6 +11,19 @@ import pytest
 from click.testing import CliRunner
 
 from railcar.release.keys import generate_key
+from tests.scheduling import EachTestAUnit, longest_first
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    longest_first(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EachTestAUnit | None:
+    """Long tests first, each test its own unit (tests/scheduling.py); other --dist modes
+    keep xdist's own schedulers."""
+    if config.getvalue("dist") != "load":
+        return None
+    return EachTestAUnit(config)
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,40 @@ def test_a_rerun_does_not_keep_an_old_failure(tmp_path: Path) -> None:
     second = run_tests(registry.all(), tmp_path)
     assert not first[0].passed and second[0].passed
     assert not (tmp_path / "flaky.once/error.txt").exists()
+
+
+def test_update_test_images_are_the_example_without_the_container_runtime(tmp_path: Path) -> None:
+    from railcar.image.spec import parse_spec
+    from railcar.vm.images import VARIANTS, example_spec, variant_spec
+
+    example = parse_spec(example_spec().read_text(), path=example_spec())
+    canary = variant_spec(VARIANTS["3.0.0"], tmp_path)
+    assert canary.version == "3.0.0"
+    assert "docker.io" in example.packages and "containerd" in example.packages
+    assert not {"docker.io", "containerd", "runc", "apparmor"} & set(canary.packages)
+    assert set(canary.packages) < set(example.packages)  # nothing added, the rest kept
+    assert canary.enable_units == ("railcar-canary.service", "ssh.service")
+    assert (canary.partitions.usr, example.partitions.usr) == (512, 1024)
+    assert canary.partitions.root == example.partitions.root
+
+    v2 = variant_spec(VARIANTS["2.0.0"], tmp_path)
+    added = {str(f.target): f.source.read_text() for f in v2.files}.items() - {
+        (str(f.target), f.source.read_text()) for f in example.files
+    }
+    assert added == {("/usr/share/railcar/update-test", "version 2 was here\n")}
+
+
+def test_boot_reports_count_the_direct_line_only_even_after_a_login_prompt() -> None:
+    from railcar.vm.nodes import boot_reports
+
+    console = (
+        "Debian GNU/Linux 12 railcar ttyS0\n\n"
+        "railcar login: RAILCAR-BOOTED slot=A version=1.0.0 verity=yes\n"
+        "[   35.81] boot-report[541]: RAILCAR-BOOTED slot=A version=1.0.0 verity=yes\n"
+        "[   60.00] reboot: Restarting system\n"
+        "RAILCAR-BOOTED slot=B version=2.0.0 verity=yes\n"
+        "[   31.20] boot-report[530]: RAILCAR-BOOTED slot=B version=2.0.0 verity=yes\n"
+    )
+    reports = boot_reports(console)
+    assert [(r["slot"], r["version"]) for r in reports] == [("A", "1.0.0"), ("B", "2.0.0")]
+    assert boot_reports("railcar login: \n[ 1.0] boot-report[5]: RAILCAR-BOOTED slot=A\n") == []

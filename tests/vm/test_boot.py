@@ -16,12 +16,12 @@ from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
 from railcar.image.disk import copy_sparse
 from railcar.image.layout import disk_layout
-from railcar.image.spec import parse_spec
 from railcar.vm import Vm, VmConfig
 from railcar.vm.containerimage import busybox_image
 from railcar.vm.hostserver import free_port
+from railcar.vm.images import VARIANTS, suite_image, variant_spec
 from railcar.vm.nodes import IGNITION_VERSION, Ssh
-from tests.imagebuild import EXAMPLE, built_image, example_spec_text
+from tests.imagebuild import built_image
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,7 @@ def _first_boot_config(public_key: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+@pytest.mark.long(3)
 def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path) -> None:
     """The example image's first boot: Ignition (fw_cfg, qemu platform) creates a user with an
     SSH key and a unit; /usr is dm-verity, read-only; ROOT grew; the disk GUID is random;
@@ -118,11 +119,13 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     assert "hello from railcar-test/hello:1" in ctr
 
 
+@pytest.mark.long(4)
 def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -> None:
-    v1, v2 = built_image("1.0.0"), built_image("2.0.0")
+    # The update tests' images (railcar.vm.images: cached between runs, no container runtime).
+    v1, v2 = suite_image("1.0.0").build, suite_image("2.0.0").build
     assert v1.root_hash != v2.root_hash
     disk = _copy_disk(v1, tmp_path)
-    layout = disk_layout(parse_spec(example_spec_text("1.0.0"), path=EXAMPLE))
+    layout = disk_layout(variant_spec(VARIANTS["1.0.0"], tmp_path))
     esp = MtoolsEsp(disk, layout.by_label("EFI-SYSTEM").offset)
     usr_a, usr_b = layout.by_label("USR-A"), layout.by_label("USR-B")
 

@@ -12,9 +12,14 @@ from railcar.vm.suite import REGISTRY, run_tests, select_tests, summary
 
 pytestmark = pytest.mark.slow
 
+# Minutes each takes in CI, roughly (docs/PERFORMANCE.md): long tests are scheduled first,
+# longest first (tests/scheduling.py), so the two longest run side by side.
+MINUTES = {"update.rollback": 20, "update.policy": 15, "update.ab": 7, "update.tampered": 5}
 
-@pytest.mark.parametrize("name", ["update.ab", "update.rollback", "update.tampered",
-                                  "update.policy"])  # fmt: skip
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.long(m)) for name, m in MINUTES.items()]
+)
 def test_vm_update(name: str, tmp_path: Path) -> None:
     (outcome,) = run_tests(select_tests(REGISTRY, [name]), tmp_path)
     detail = ""

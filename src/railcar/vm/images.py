@@ -1,7 +1,9 @@
 """The images the update tests boot and offer: the example OS at several versions.
 
-Every variant is the example spec (``examples/railcar.toml``) at another version, so all share
-one cached root filesystem and a build costs the /usr image, the disk and the payload:
+Every variant is the example spec (``examples/railcar.toml``) at another version, trimmed for
+speed under TCG (:func:`variant_spec`: no container runtime — the boot tests run containers on
+the full example — and a 512 MiB USR partition), so all share one cached root filesystem and
+a build costs the /usr image, the disk and the payload:
 
 ===========  =====================================================================
 ``1.0.0``    the example as it is: what nodes boot
@@ -22,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
 from railcar.image import BuildResult, build_image, parse_spec
 from railcar.image.build import default_cache
 from railcar.image.rootfs import cache_lock, project_root, railcar_digest
+from railcar.image.spec import ExtraFile, ImageSpec
 from railcar.payload.generate import generate_payload
 from railcar.payload.signing import FileKeySigner
 from railcar.release.keys import generate_key
@@ -37,6 +40,13 @@ CANARY_UNIT = "railcar-canary.service"
 # there is read when /usr is mounted, so flipping it is found on every boot.
 EROFS_SUPERBLOCK = 1024
 UPDATE_GZ = "railcar_production_update.gz"
+# What the update tests leave out of the example: the container runtime is a quarter of /usr
+# and two daemons started on every boot, and the update path never touches it (the boot tests
+# in tests/vm/test_boot.py run containers on the full example image). A smaller /usr is a
+# smaller payload to download, decompress and hash in the guest (ADR 0017).
+CONTAINER_PACKAGES = ("containerd", "runc", "docker.io", "apparmor")
+CONTAINER_UNITS = ("containerd.service", "docker.service")
+USR_MIB = 512
 
 _V2_FILE = "/usr/share/railcar/update-test"
 _CANARY = """[Unit]
@@ -88,20 +98,25 @@ def example_spec() -> Path:
     return project_root() / "examples" / "railcar.toml"
 
 
-def _spec_text(variant: Variant, files_dir: Path) -> str:
-    text = example_spec().read_text()
-    text = text.replace('version = "1.0.0"', f'version = "{variant.version}"', 1)
-    extra = []
+def variant_spec(variant: Variant, spec_dir: Path) -> ImageSpec:
+    """The example spec as ``variant``: its version, files and units, trimmed as the module
+    docstring says. The variant's files are written under ``spec_dir``."""
+    example = example_spec()
+    spec = parse_spec(example.read_text(), path=example)
+    files = list(spec.files)
     for i, (target, content) in enumerate(variant.files):
-        source = files_dir / f"extra-{i}"
+        source = spec_dir / f"extra-{i}"
         source.write_text(content)
-        extra.append(f'"{target}" = "{source}"')
-    if extra:
-        text = text.replace("[content.files]\n", "[content.files]\n" + "\n".join(extra) + "\n")
-    if variant.units:
-        units = ", ".join(f'"{u}"' for u in variant.units)
-        text = text.replace("enable_units = [", f"enable_units = [{units}, ", 1)
-    return text
+        files.append(ExtraFile(PurePosixPath(target), source))
+    return replace(
+        spec,
+        version=variant.version,
+        packages=tuple(p for p in spec.packages if p not in CONTAINER_PACKAGES),
+        enable_units=variant.units
+        + tuple(u for u in spec.enable_units if u not in CONTAINER_UNITS),
+        files=tuple(files),
+        partitions=replace(spec.partitions, usr=USR_MIB),
+    )
 
 
 def suite_key(cache: Path) -> Path:
@@ -121,6 +136,7 @@ def suite_image(version: str, cache: Path | None = None) -> SuiteImage:
     material = json.dumps(
         {"variant": [variant.version, variant.files, variant.units, variant.corrupt_usr],
          "example": example_spec().read_text(), "railcar": railcar_digest(skip=("vm",)),
+         "trim": [CONTAINER_PACKAGES, CONTAINER_UNITS, USR_MIB],
          "key": hashlib.sha256(key.read_bytes()).hexdigest()},
         sort_keys=True,
     )  # fmt: skip
@@ -137,10 +153,7 @@ def _build(variant: Variant, home: Path, cache: Path, key: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
     spec_dir = home / "spec"
     spec_dir.mkdir(parents=True)
-    shutil.copytree(example_spec().parent / "files", spec_dir / "files")
-    spec_path = spec_dir / "railcar.toml"
-    spec_path.write_text(_spec_text(variant, spec_dir))
-    spec = parse_spec(spec_path.read_text(), path=spec_path)
+    spec = variant_spec(variant, spec_dir)
     signer = FileKeySigner(key)
     result = build_image(spec, home / "image", cache=cache, payload_signers=[signer])
     out = Path(result.output)

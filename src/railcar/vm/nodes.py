@@ -22,6 +22,7 @@ from railcar.vm.hostserver import HostServer
 from railcar.vm.qemu import Vm, VmConfig
 
 BOOTED = "RAILCAR-BOOTED"
+JOURNAL_COPY = "boot-report["  # the report unit's journal line on the console
 # Ignition config spec version Debian bookworm's Ignition 2.14 accepts as stable.
 IGNITION_VERSION = "3.3.0"
 AGENT = "/usr/lib/railcar/venv/bin/railcar"
@@ -77,16 +78,24 @@ def node_config(
 
 
 def boots(vm: Vm) -> list[dict[str, str]]:
-    """Every boot report so far, oldest first, as ``{key: value}``.
+    """Every boot report on ``vm``'s console so far (:func:`boot_reports`)."""
+    return boot_reports(vm.console_text())
 
-    The report is written to the serial port directly (a line starting with the marker) and
-    also reaches the console through the journal (prefixed ``boot-report[PID]:``); only the
-    first kind is counted."""
+
+def boot_reports(console: str) -> list[dict[str, str]]:
+    """Every boot report in a console log, oldest first, as ``{key: value}``.
+
+    The report is written to the serial port directly and also reaches the console through
+    the journal (prefixed ``boot-report[PID]:``); only the first kind is counted. The direct
+    one may share its line with the serial getty's prompt (``railcar login: RAILCAR-BOOTED``)
+    when the boot is quick."""
     reports = []
-    for line in vm.console_text().splitlines():
-        if line.startswith(BOOTED):
-            words = line[len(BOOTED) :].split()
-            reports.append(dict(w.split("=", 1) for w in words if "=" in w))
+    for line in console.splitlines():
+        at = line.find(BOOTED)
+        if at < 0 or JOURNAL_COPY in line[:at]:
+            continue
+        words = line[at + len(BOOTED) :].split()
+        reports.append(dict(w.split("=", 1) for w in words if "=" in w))
     return reports
 
 
