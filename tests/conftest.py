@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -18,12 +19,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     longest_first(items)
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EachTestAUnit | None:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> EachTestAUnit | None:
     """Long tests first, each test its own unit (tests/scheduling.py); other --dist modes
     keep xdist's own schedulers."""
     if config.getvalue("dist") != "load":
         return None
-    return EachTestAUnit(config)
+    return EachTestAUnit(config, log)  # xdist's log: quiet unless --debug
 
 
 @dataclass(frozen=True)

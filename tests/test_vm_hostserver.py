@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from railcar.omaha.codec import parse_response
-from railcar.vm.hostserver import HostServer
+from railcar.vm.hostserver import HostServer, UnknownInstanceError
 from tests.server.test_admin_api import omaha_body
 
 MACHINE = "0123456789abcdef0123456789abcdef"
@@ -17,6 +18,8 @@ def test_publish_offer_and_inspect(tmp_path: Path) -> None:
     payload = tmp_path / "railcar_production_update.gz"
     payload.write_bytes(b"CrAU" + bytes(4000))
     with HostServer(tmp_path / "t") as server:
+        with pytest.raises(UnknownInstanceError, match="no such instance yet"):
+            server.events(MACHINE)  # not checked in yet: a distinct error the tests poll past
         assert server.guest_url == f"http://10.0.2.2:{server.port}/v1/update/"
         published = server.publish(payload, "2.0.0")
         group = server.set_policy(

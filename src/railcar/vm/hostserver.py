@@ -36,6 +36,10 @@ class HostServerError(RailcarError):
     """The host-side update server did not start, or an admin call failed."""
 
 
+class UnknownInstanceError(HostServerError):
+    """The server has not heard from this machine yet (404 for its instance)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -206,6 +210,8 @@ class HostServer:
         if self._client is None:
             raise HostServerError("the update server is not running")
         response = self._client.request(method, f"/api/apps/{FLATCAR_APP_ID}{path}", **kwargs)
+        if response.status_code == 404 and path.startswith("/instances/"):
+            raise UnknownInstanceError(f"{method} {path}: the server knows no such instance yet")
         if response.status_code >= 400:
             raise HostServerError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None

@@ -125,14 +125,19 @@ def poll(what: str, timeout: float, probe: Callable[[], T | None], every: float 
 
 @contextmanager
 def node(
-    directory: Path, image: Path, config: dict[str, object], *, memory_mib: int = 1024
+    directory: Path,
+    image: Path,
+    config: dict[str, object],
+    *,
+    memory_mib: int = 1024,
+    cpus: int = 2,
 ) -> Iterator[Vm]:
     """A VM booting ``image`` (copy-on-write) with Ignition ``config``; stopped on exit."""
     directory.mkdir(parents=True, exist_ok=True)
     ignition = directory / "config.ign"
     ignition.write_text(json.dumps(config, indent=1))
     with Vm(VmConfig(image=image, run_dir=directory, ignition=ignition,
-                     memory_mib=memory_mib)) as vm:  # fmt: skip
+                     memory_mib=memory_mib, cpus=cpus)) as vm:  # fmt: skip
         yield vm
 
 

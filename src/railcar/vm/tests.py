@@ -16,7 +16,7 @@ from typing import Any
 
 from railcar.omaha.model import ErrorCode, EventResult, EventType, mask_error_code
 from railcar.server.vocab import InstanceStatus
-from railcar.vm.hostserver import HostServer
+from railcar.vm.hostserver import HostServer, UnknownInstanceError
 from railcar.vm.images import CANARY_UNIT, SuiteImage, suite_image
 from railcar.vm.nodes import boots, expect, node, node_config, poll, wait_boot
 from railcar.vm.qemu import Vm
@@ -38,10 +38,16 @@ def _cgpt(disk: Path, number: int) -> dict[str, int]:
 
 
 def _events(server: HostServer, machine: str) -> list[tuple[int, int, int | None]]:
+    """The node's events so far; none while its first check has not reached the server (a
+    quick boot reports before the agent's first check)."""
+    try:
+        events = server.events(machine)
+    except UnknownInstanceError:
+        return []
     return [
         (e["event_type"], e["event_result"],
          None if e["error_code"] is None else mask_error_code(e["error_code"]))
-        for e in server.events(machine)
+        for e in events
     ]  # fmt: skip
 
 
@@ -49,7 +55,7 @@ def _instance_is(server: HostServer, machine: str, status: int, version: str) ->
     def probe() -> dict[str, Any] | None:
         try:
             found = server.instance(machine)
-        except Exception:  # not known to the server yet
+        except UnknownInstanceError:
             return None
         return found if found["status"] == status and found["version"] == version else None
 
@@ -252,8 +258,10 @@ def update_policy(ctx: VmContext) -> None:
         period = {"period_interval_s": POLICY_PERIOD, "update_timeout_s": POLICY_PERIOD}
         server.set_policy(published["group_id"], max_updates_per_period=1, **period)
         with ExitStack() as stack:
+            # One vCPU each: three guests share the host's two cores, and a guest whose
+            # vCPUs are descheduled in turn spins on its own locks under TCG.
             vms = [stack.enter_context(node(ctx.output / f"node{i}", v1.disk,
-                                            node_config(server), memory_mib=768))
+                                            node_config(server), memory_mib=768, cpus=1))
                    for i in range(3)]  # fmt: skip
             machines = [_booted(vm, 1, "A", "1.0.0", ctx)["machine"] for vm in vms]
             expect(len(set(machines)) == 3, f"machine ids not distinct: {machines}")
