@@ -5,10 +5,9 @@ write is not overwritten — the request is answered afresh by the ORM handler."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
@@ -112,7 +111,7 @@ def test_a_row_changed_after_the_read_is_not_overwritten(pg_fleet: Fleet) -> Non
     pg_fleet.publish("3.0.0")
     raced: list[bool] = []
 
-    def grant_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def grant_first(statement: str) -> None:
         if statement.lstrip().startswith("WITH") and not raced:
             raced.append(True)
             check = other.handle(pg_fleet.request(machine, "2.0.0"), "127.0.0.1")
@@ -120,11 +119,11 @@ def test_a_row_changed_after_the_read_is_not_overwritten(pg_fleet: Fleet) -> Non
             assert check.apps[0].updatecheck.status == "ok"
 
     # The race needs the batched path to answer noupdate: a ping only.
-    event.listen(pg_fleet.db.engine, "before_cursor_execute", grant_first)
+    _batch(pg_fleet).trace = grant_first  # runs just before the batch's write is sent
     try:
         answer = _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0", updatecheck=False)])
     finally:
-        event.remove(pg_fleet.db.engine, "before_cursor_execute", grant_first)
+        _batch(pg_fleet).trace = None
     assert raced
     assert answer == [None], "the guard must notice the row changed"
     with pg_fleet.db.read() as s:
