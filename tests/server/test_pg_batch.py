@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
@@ -130,3 +130,28 @@ def test_a_row_changed_after_the_read_is_not_overwritten(pg_fleet: Fleet) -> Non
         row = _node(s, machine)
         assert row.update_in_progress and row.status == int(InstanceStatus.UPDATE_GRANTED)
         assert row.last_update_version == "3.0.0"
+
+
+def test_an_instance_upsert_that_changes_nothing_is_not_sent(pg_fleet: Fleet) -> None:
+    """The batch leaves an unchanged instance row alone (an ON CONFLICT DO UPDATE would lock
+    it: PostgreSQL records the locker's transaction in xmax), and still writes a changed
+    attribute."""
+    machine = MACHINES[0]
+    assert _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0")])[0] is not None  # creates it
+
+    def xmax_and_ip() -> tuple[int, str]:
+        with pg_fleet.db.read() as s:
+            row = s.execute(
+                text("SELECT xmax::text::bigint, ip FROM instance WHERE id = :id"), {"id": machine}
+            ).one()
+            return int(row[0]), str(row[1])
+
+    before = xmax_and_ip()  # the node row's foreign-key check locked it once already
+    assert before[1] == "127.0.0.1"
+    pg_fleet.clock.advance(minutes=45)  # the node row is written again (its check time)
+    assert _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0")])[0] is not None
+    assert xmax_and_ip() == before, "an unchanged instance row was locked or rewritten"
+    pg_fleet.clock.advance(minutes=45)
+    answer = _batch(pg_fleet).answer([(pg_fleet.request(machine, "2.0.0"), "10.0.0.9")])
+    assert answer[0] is not None
+    assert xmax_and_ip()[1] == "10.0.0.9"

@@ -37,9 +37,10 @@ from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
 from railcar.server.fastpath import Candidate, FastPath, Handoff, Writes, group_and_node
-from railcar.server.models import Group
+from railcar.server.models import Group, Instance
 
 _GROUP = cast(Table, Group.__table__)
+_INSTANCE = cast(Table, Instance.__table__)
 _WANTED = (
     func.unnest(
         bindparam("groups", type_=ARRAY(String)),
@@ -52,12 +53,17 @@ _WANTED = (
 _COLUMNS, _JOINS = group_and_node(
     _WANTED.c.machine, _WANTED.c.app, (_WANTED, _GROUP.c.id == _WANTED.c.group_id)
 )
-READ = select(_WANTED.c.n.label("wanted_n"), *_COLUMNS).select_from(_JOINS)
-
-# The same effects as fastpath.apply, for many nodes. The instance upsert keeps stored
-# attributes the node left empty and rewrites nothing unchanged; rows are taken in machine
-# order so concurrent batches lock them in the same order.
 _ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
+# Every request's group and node row, and its instance row: an instance upsert that would
+# change nothing is not sent (PostgreSQL locks the row of an ON CONFLICT DO UPDATE, and
+# WAL-logs the lock, even when its WHERE is false).
+READ = select(
+    _WANTED.c.n.label("wanted_n"),
+    *_COLUMNS,
+    _INSTANCE.c.id.label("inst_id"),
+    *(_INSTANCE.c[a].label(f"inst_{a}") for a in _ATTRS),
+).select_from(_JOINS.outerjoin(_INSTANCE, _INSTANCE.c.id == _WANTED.c.machine))
+
 _KEEP = ",\n        ".join(
     f"{a} = CASE WHEN excluded.{a} <> '' THEN excluded.{a} ELSE cur.{a} END" for a in _ATTRS
 )
@@ -131,11 +137,25 @@ def _json(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_params(batch: Sequence[Writes]) -> dict[str, str]:
-    """:data:`WRITE`'s parameter for ``batch`` (at most one entry per machine)."""
+def instance_unchanged(writes: Writes, row: Any) -> bool:
+    """Whether ``writes``' instance upsert would change nothing in the instance row as read
+    (``row``: the READ row): the row exists and every attribute the node sent is empty or
+    already stored. (A first contact with the application always sends it.)"""
+    if row.inst_id is None or writes.new_node is not None:
+        return False
+    given = writes.instance
+    return all(given[a] == "" or given[a] == getattr(row, f"inst_{a}") for a in _ATTRS)
+
+
+def write_params(
+    batch: Sequence[Writes], unchanged: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """:data:`WRITE`'s parameter for ``batch`` (at most one entry per machine); the instance
+    upserts of the machines in ``unchanged`` are left out."""
     doc: dict[str, list[dict[str, Any]]] = {"i": [], "n": [], "u": [], "h": []}
     for writes in batch:
-        doc["i"].append(writes.instance)
+        if writes.instance["id"] not in unchanged:
+            doc["i"].append(writes.instance)
         if writes.new_node is not None:
             doc["n"].append(writes.new_node)
         if writes.node_update is not None:
@@ -221,19 +241,22 @@ class PgFastBatch:
         by_n = {row.wanted_n: row for row in rows}
         planned: list[tuple[int, Any, Writes | None]] = []
         floors: dict[str, list[Any]] = {}
+        unchanged: set[str] = set()
         for n, (i, candidate, ip, now) in enumerate(wanted, start=1):
+            row = by_n.get(n)
             try:
-                response, writes = self._fast.decide(
-                    session, candidate, by_n.get(n), ip, now, floors
-                )
+                response, writes = self._fast.decide(session, candidate, row, ip, now, floors)
             except Handoff:
                 continue
             planned.append((i, response, writes))
+            if writes is not None and instance_unchanged(writes, row):
+                unchanged.add(candidate.machine)
         writes_list = [w for _, _, w in planned if w is not None]
         written: set[str] = set()
         if writes_list:
             writes_list.sort(key=lambda w: str(w.instance["id"]))
-            written = {row[0] for row in self._run(self._write_sql, write_params(writes_list))}
+            params = write_params(writes_list, frozenset(unchanged))
+            written = {row[0] for row in self._run(self._write_sql, params)}
         for i, response, writes in planned:
             if (
                 writes is None
