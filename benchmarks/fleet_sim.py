@@ -271,8 +271,11 @@ def statement_counts(url: str, requests: float) -> dict[str, float]:
             " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'"
             " ORDER BY calls DESC"
         ).fetchall()
-    for calls, _, query in rows[:8]:
-        print(f"  {calls / requests:5.2f}/request  {query}", file=sys.stderr)
+    for calls, exec_ms, query in rows[:8]:
+        print(
+            f"  {calls / requests:5.2f}/request {exec_ms / calls:6.3f} ms/call  {query}",
+            file=sys.stderr,
+        )
     return {
         "statements_per_request": sum(r[0] for r in rows) / requests,
         "pg_exec_ms_per_request": sum(r[1] for r in rows) / requests,

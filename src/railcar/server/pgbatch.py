@@ -54,15 +54,18 @@ _COLUMNS, _JOINS = group_and_node(
     _WANTED.c.machine, _WANTED.c.app, (_WANTED, _GROUP.c.id == _WANTED.c.group_id)
 )
 _ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
-# Every request's group and node row, and its instance row: an instance upsert that would
-# change nothing is not sent (PostgreSQL locks the row of an ON CONFLICT DO UPDATE, and
-# WAL-logs the lock, even when its WHERE is false).
-READ = select(
-    _WANTED.c.n.label("wanted_n"),
-    *_COLUMNS,
-    _INSTANCE.c.id.label("inst_id"),
-    *(_INSTANCE.c[a].label(f"inst_{a}") for a in _ATTRS),
-).select_from(_JOINS.outerjoin(_INSTANCE, _INSTANCE.c.id == _WANTED.c.machine))
+# Every request's group and node row, and its instance row's attributes (one record, NULL for
+# none): an instance upsert that would change nothing is not sent (PostgreSQL locks the row of
+# an ON CONFLICT DO UPDATE, and WAL-logs the lock, even when its WHERE is false). A correlated
+# subquery, not a join: a prepared statement's generic plan hashed the whole instance table.
+_STORED = (
+    select(func.row(*(_INSTANCE.c[a] for a in _ATTRS)))
+    .where(_INSTANCE.c.id == _WANTED.c.machine)
+    .scalar_subquery()
+)
+READ = select(_WANTED.c.n.label("wanted_n"), *_COLUMNS, _STORED.label("instance")).select_from(
+    _JOINS
+)
 
 _KEEP = ",\n        ".join(
     f"{a} = CASE WHEN excluded.{a} <> '' THEN excluded.{a} ELSE cur.{a} END" for a in _ATTRS
@@ -141,10 +144,12 @@ def instance_unchanged(writes: Writes, row: Any) -> bool:
     """Whether ``writes``' instance upsert would change nothing in the instance row as read
     (``row``: the READ row): the row exists and every attribute the node sent is empty or
     already stored. (A first contact with the application always sends it.)"""
-    if row.inst_id is None or writes.new_node is not None:
+    if row.instance is None or writes.new_node is not None:
         return False
     given = writes.instance
-    return all(given[a] == "" or given[a] == getattr(row, f"inst_{a}") for a in _ATTRS)
+    return all(
+        given[a] == "" or given[a] == stored for a, stored in zip(_ATTRS, row.instance, strict=True)
+    )
 
 
 def write_params(
