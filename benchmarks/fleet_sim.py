@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -28,8 +29,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres import postgres_server
-from tests.servers import free_port
-from tests.servers import running as serve
+from tests.servers import free_port, running_process
 
 from railcar.server.admin import (
     PackageSpec,
@@ -194,27 +194,68 @@ async def closed_loop(
     return done, time.perf_counter() - start
 
 
+_TICK = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants, from
+    /proc: unlike wall-clock figures, this barely moves with other work on the machine."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) * _TICK
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def measure(name: str, base: str, args: argparse.Namespace) -> dict[str, float]:
+def measure(
+    name: str, base: str, args: argparse.Namespace, pids: tuple[int, ...]
+) -> dict[str, float]:
+    """``pids``: the server's process and, for PostgreSQL, the database server's (their CPU
+    per request is reported)."""
     port = int(base.rsplit(":", 1)[1])
     # Warm up: register part of the fleet so checks hit existing rows as they would.
     warm, _ = asyncio.run(closed_loop(port, args.concurrency, 3, args.machines))
+    cpu = [tree_cpu(pid) for pid in pids]
     lat = asyncio.run(open_loop(port, args.rate, args.seconds, args.machines))
+    cpu_open = [tree_cpu(pid) - before for pid, before in zip(pids, cpu, strict=True)]
+    cpu = [tree_cpu(pid) for pid in pids]
     count, elapsed = asyncio.run(closed_loop(port, args.concurrency, args.seconds, args.machines))
+    cpu_closed = [tree_cpu(pid) - before for pid, before in zip(pids, cpu, strict=True)]
     result = {
         "open_loop_rate": args.rate,
         "p50_ms": 1000 * statistics.median(lat),
         "p99_ms": 1000 * percentile(lat, 99),
         "max_req_per_s": count / elapsed,
         "requests": warm + len(lat) + count,
+        "server_cpu_ms_per_request_open": 1000 * cpu_open[0] / len(lat),
+        "server_cpu_ms_per_request_closed": 1000 * cpu_closed[0] / count,
     }
+    if len(pids) > 1:
+        result["db_cpu_ms_per_request_closed"] = 1000 * cpu_closed[1] / count
     print(
         f"{name:<12} p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms at "
-        f"{args.rate:.0f} req/s;  max {result['max_req_per_s']:7.1f} req/s",
+        f"{args.rate:.0f} req/s;  max {result['max_req_per_s']:7.1f} req/s;  server CPU "
+        f"{result['server_cpu_ms_per_request_open']:.2f} ms/request open loop, "
+        f"{result['server_cpu_ms_per_request_closed']:.2f} closed loop",
         file=sys.stderr,
     )
     return result
@@ -230,8 +271,11 @@ def statement_counts(url: str, requests: float) -> dict[str, float]:
             " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'"
             " ORDER BY calls DESC"
         ).fetchall()
-    for calls, _, query in rows[:8]:
-        print(f"  {calls / requests:5.2f}/request  {query}", file=sys.stderr)
+    for calls, exec_ms, query in rows[:8]:
+        print(
+            f"  {calls / requests:5.2f}/request {exec_ms / calls:6.3f} ms/call  {query}",
+            file=sys.stderr,
+        )
     return {
         "statements_per_request": sum(r[0] for r in rows) / requests,
         "pg_exec_ms_per_request": sum(r[1] for r in rows) / requests,
@@ -255,34 +299,44 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-workers", type=int, default=1, help="server processes on PostgreSQL")
     parser.add_argument(
+        "--targets",
+        default="noupdate,sqlite,postgresql",
+        help="comma-separated subset of noupdate, sqlite, postgresql",
+    )
+    parser.add_argument(
         "--pg-statements",
         action="store_true",
         help="count the statements clients sent PostgreSQL (pg_stat_statements), per request",
     )
     args = parser.parse_args()
+    targets = set(args.targets.split(","))
+    if targets - {"noupdate", "sqlite", "postgresql"} or not targets:
+        parser.error(f"--targets {args.targets!r}: expected names of noupdate, sqlite, postgresql")
     results: dict[str, dict[str, float]] = {}
-    port = free_port()
-    with serve(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.noupdate_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        port,
-    ) as base:
-        results["noupdate"] = measure("noupdate", base, args)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        seed(database_url(data, None))
+    if "noupdate" in targets:
         port = free_port()
-        with serve(railcar_server("", port, data), port) as base:
-            results["sqlite"] = measure("sqlite", base, args)
+        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.noupdate_app:app"]
+        cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        with running_process(cmd, port) as (base, proc):
+            results["noupdate"] = measure("noupdate", base, args, (proc.pid,))
+    if "sqlite" in targets:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "data"
+            seed(database_url(data, None))
+            port = free_port()
+            with running_process(railcar_server("", port, data), port) as (base, proc):
+                results["sqlite"] = measure("sqlite", base, args, (proc.pid,))
+    if "postgresql" in targets:
+        results["postgresql"] = measure_postgresql(args)
+    for db in ("sqlite", "postgresql"):
+        if db in results and "noupdate" in results:
+            results[db]["ratio_vs_noupdate"] = (
+                results[db]["max_req_per_s"] / results["noupdate"]["max_req_per_s"]
+            )
+    print(json.dumps(results, indent=2))
+
+
+def measure_postgresql(args: argparse.Namespace) -> dict[str, float]:
     stats = {"shared_preload_libraries": "pg_stat_statements"} if args.pg_statements else None
     with postgres_server(stats) as pg:
         raw = pg.new_database()
@@ -293,15 +347,12 @@ def main() -> None:
                 conn.execute("CREATE EXTENSION pg_stat_statements")
                 conn.execute("SELECT pg_stat_statements_reset()")
         port = free_port()
-        with serve(railcar_server(url, port, None, args.pg_workers), port) as base:
-            results["postgresql"] = measure("postgresql", base, args)
+        server = railcar_server(url, port, None, args.pg_workers)
+        with running_process(server, port) as (base, proc):
+            result = measure("postgresql", base, args, (proc.pid, pg.pid))
         if args.pg_statements:
-            results["postgresql"] |= statement_counts(raw, results["postgresql"]["requests"])
-    for db in ("sqlite", "postgresql"):
-        results[db]["ratio_vs_noupdate"] = (
-            results[db]["max_req_per_s"] / results["noupdate"]["max_req_per_s"]
-        )
-    print(json.dumps(results, indent=2))
+            result |= statement_counts(raw, result["requests"])
+    return result
 
 
 if __name__ == "__main__":

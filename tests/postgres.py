@@ -38,6 +38,7 @@ def _free_port() -> int:
 class PostgresServer:
     port: int
     _counter: itertools.count[int]
+    pid: int = 0  # of the process started (runuser): its descendants are the server's
 
     @property
     def admin_url(self) -> str:
@@ -116,7 +117,7 @@ def postgres_server(settings: dict[str, str] | None = None) -> Iterator[Postgres
                         f"PostgreSQL did not start: {(base / 'postgres.log').read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.2)
-        yield PostgresServer(port, itertools.count())
+        yield PostgresServer(port, itertools.count(), proc.pid)
     finally:
         stop(proc)
         log.close()

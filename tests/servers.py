@@ -22,6 +22,15 @@ def free_port() -> int:
 def running(cmd: Sequence[str], port: int, *, timeout: float = 60) -> Iterator[str]:
     """Run ``cmd`` (a server listening on 127.0.0.1:``port``); yield its base URL; stop it
     by its PID when done."""
+    with running_process(cmd, port, timeout=timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def running_process(
+    cmd: Sequence[str], port: int, *, timeout: float = 60
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`running`, yielding the process too (benchmarks read its CPU time)."""
     proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -36,7 +45,7 @@ def running(cmd: Sequence[str], port: int, *, timeout: float = 60) -> Iterator[s
                 err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
                 raise RuntimeError(f"server {cmd[:4]} did not start: {err[-2000:]}")
             time.sleep(0.1)
-        yield base
+        yield base, proc
     finally:
         stop(proc)
 

@@ -32,9 +32,11 @@ MACHINES = [f"{n:032x}" for n in range(1, 25)]
 @contextmanager
 def statements(fleet: Fleet) -> Iterator[list[str]]:
     """The statements the database itself received (SQLite's trace hook sees those the fast
-    path runs on the DBAPI cursor; on PostgreSQL every statement passes SQLAlchemy)."""
+    path runs on the DBAPI cursor; on PostgreSQL every statement passes SQLAlchemy, except
+    the batch's own, which its trace hook sees)."""
     seen: list[str] = []
     engine = fleet.db.engine
+    batch = fleet.handler.pg_batch
 
     def record(sql: str) -> None:
         seen.append(sql.split(maxsplit=1)[0].upper())
@@ -46,6 +48,8 @@ def statements(fleet: Fleet) -> Iterator[list[str]]:
         dbapi_conn.set_trace_callback(record)
 
     sqlite = engine.dialect.name == "sqlite"
+    if batch is not None:
+        batch.trace = record
     event.listen(
         engine,
         "checkout" if sqlite else "before_cursor_execute",
@@ -59,6 +63,8 @@ def statements(fleet: Fleet) -> Iterator[list[str]]:
             engine.dispose()  # drop the traced connections
         else:
             event.remove(engine, "before_cursor_execute", on_cursor)
+        if batch is not None:
+            batch.trace = None
 
 
 @pytest.fixture

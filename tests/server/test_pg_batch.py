@@ -5,10 +5,9 @@ write is not overwritten — the request is answered afresh by the ORM handler."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
@@ -112,7 +111,7 @@ def test_a_row_changed_after_the_read_is_not_overwritten(pg_fleet: Fleet) -> Non
     pg_fleet.publish("3.0.0")
     raced: list[bool] = []
 
-    def grant_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def grant_first(statement: str) -> None:
         if statement.lstrip().startswith("WITH") and not raced:
             raced.append(True)
             check = other.handle(pg_fleet.request(machine, "2.0.0"), "127.0.0.1")
@@ -120,14 +119,39 @@ def test_a_row_changed_after_the_read_is_not_overwritten(pg_fleet: Fleet) -> Non
             assert check.apps[0].updatecheck.status == "ok"
 
     # The race needs the batched path to answer noupdate: a ping only.
-    event.listen(pg_fleet.db.engine, "before_cursor_execute", grant_first)
+    _batch(pg_fleet).trace = grant_first  # runs just before the batch's write is sent
     try:
         answer = _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0", updatecheck=False)])
     finally:
-        event.remove(pg_fleet.db.engine, "before_cursor_execute", grant_first)
+        _batch(pg_fleet).trace = None
     assert raced
     assert answer == [None], "the guard must notice the row changed"
     with pg_fleet.db.read() as s:
         row = _node(s, machine)
         assert row.update_in_progress and row.status == int(InstanceStatus.UPDATE_GRANTED)
         assert row.last_update_version == "3.0.0"
+
+
+def test_an_instance_upsert_that_changes_nothing_is_not_sent(pg_fleet: Fleet) -> None:
+    """The batch leaves an unchanged instance row alone (an ON CONFLICT DO UPDATE would lock
+    it: PostgreSQL records the locker's transaction in xmax), and still writes a changed
+    attribute."""
+    machine = MACHINES[0]
+    assert _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0")])[0] is not None  # creates it
+
+    def xmax_and_ip() -> tuple[int, str]:
+        with pg_fleet.db.read() as s:
+            row = s.execute(
+                text("SELECT xmax::text::bigint, ip FROM instance WHERE id = :id"), {"id": machine}
+            ).one()
+            return int(row[0]), str(row[1])
+
+    before = xmax_and_ip()  # the node row's foreign-key check locked it once already
+    assert before[1] == "127.0.0.1"
+    pg_fleet.clock.advance(minutes=45)  # the node row is written again (its check time)
+    assert _answer(pg_fleet, [pg_fleet.request(machine, "2.0.0")])[0] is not None
+    assert xmax_and_ip() == before, "an unchanged instance row was locked or rewritten"
+    pg_fleet.clock.advance(minutes=45)
+    answer = _batch(pg_fleet).answer([(pg_fleet.request(machine, "2.0.0"), "10.0.0.9")])
+    assert answer[0] is not None
+    assert xmax_and_ip()[1] == "10.0.0.9"

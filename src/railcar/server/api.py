@@ -7,6 +7,7 @@ Handlers are thin: they parse, call :mod:`railcar.server.updates` or
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -607,8 +608,6 @@ def _serve_package(request: Request, package_id: str, filename: str) -> Response
 
 def client_ip(request: Request) -> str:
     """First X-Forwarded-For entry if it is an address, else the peer (as Nebraska)."""
-    import ipaddress
-
     forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
     if forwarded:
         try:

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, exists, or_, select, update
@@ -67,6 +68,10 @@ _GROUP = cast(Table, Group.__table__)
 _CHANNEL = cast(Table, Channel.__table__)
 _PACKAGE = cast(Table, Package.__table__)
 _FLOOR = cast(Table, ChannelFloor.__table__)
+
+# A fleet reports few distinct versions: parse each once (bounded; Version is immutable).
+_version = lru_cache(maxsize=1024)(Version.parse)
+_valid = lru_cache(maxsize=1024)(is_valid)
 
 # Statements are built once: building and cache-keying a statement costs more than running it.
 _THIS_IA = (_IA.c.instance_id == bindparam("machine"), _IA.c.application_id == bindparam("app"))
@@ -293,9 +298,7 @@ class FastPath:
         rows = _SELECT_GROUP_AND_NODE.rows(
             conn, {"group": candidate.group_id, "machine": candidate.machine, "app": app_id}
         )
-        response, writes = self.decide(
-            session, conn, candidate, rows[0] if rows else None, ip, now, {}
-        )
+        response, writes = self.decide(session, candidate, rows[0] if rows else None, ip, now, {})
         if writes is not None:
             apply(conn, writes)
         self.answered += 1
@@ -306,7 +309,7 @@ class FastPath:
     ) -> Candidate:
         """The request and its group, or :class:`Handoff` (nothing read of the node yet)."""
         machine = app.machineid.strip()
-        if not machine or not is_valid(app.version) or app.extra.get("railcar_rolled_back"):
+        if not machine or not _valid(app.version) or app.extra.get("railcar_rolled_back"):
             raise Handoff
         arch_hint = request.os.arch if request.os else ""
         key = (app_id, (app.track or "").strip(), f"{app.board}|{arch_hint}")
@@ -326,7 +329,6 @@ class FastPath:
     def decide(
         self,
         session: Session,
-        conn: Connection,
         candidate: Candidate,
         row: Any,
         ip: str,
@@ -335,7 +337,8 @@ class FastPath:
     ) -> tuple[AppResponse, Writes | None]:
         """The answer and what it writes, from the :func:`group_and_node` row (``None``: the
         group is gone); :class:`Handoff` when the ORM handler must answer. ``floors`` caches
-        floor look-ups by group for the caller."""
+        floor look-ups by group for the caller. ``session`` is used only for what is rarely
+        needed (floors, the group's decision stats), so a caller may open it lazily."""
         app = candidate.app
         group, ia = self._views(candidate, row)
         if ia is not None and ia.update_in_progress:
@@ -343,7 +346,7 @@ class FastPath:
         check: UpdateCheck | None = None
         on_hold = False
         if app.updatecheck:
-            on_hold = self._refusal(session, conn, group, app, ia, now, floors)
+            on_hold = self._refusal(session, group, app, ia, now, floors)
             check = UpdateCheck("noupdate")
         writes = None
         if app.ping or app.updatecheck:
@@ -385,7 +388,7 @@ class FastPath:
 
     def _next_step(
         self,
-        conn: Connection,
+        session: Session,
         group: GroupView,
         current: Version,
         floors: dict[str, list[Any]],
@@ -393,16 +396,17 @@ class FastPath:
         """The package a node at ``current`` would be offered (floors first), if any."""
         if group.package_version is None:
             raise Handoff  # "no package" is recorded as activity by the ORM handler
-        target = Version.parse(group.package_version)
+        target = _version(group.package_version)
         if current >= target:
             return None
         if group.has_floors:
             rows = floors.get(group.id)
             if rows is None:
-                rows = floors[group.id] = _SELECT_FLOORS.rows(conn, {"group": group.id})
+                rows = _SELECT_FLOORS.rows(session.connection(), {"group": group.id})
+                floors[group.id] = rows
             steps = sorted(
-                (r for r in rows if current < Version.parse(r.version) <= target),
-                key=lambda r: Version.parse(r.version),
+                (r for r in rows if current < _version(r.version) <= target),
+                key=lambda r: _version(r.version),
             )
             if steps:
                 first = steps[0]
@@ -412,7 +416,6 @@ class FastPath:
     def _refusal(
         self,
         session: Session,
-        conn: Connection,
         group: GroupView,
         app: AppRequest,
         ia: NodeView | None,
@@ -423,7 +426,7 @@ class FastPath:
 
         Raises :class:`Handoff` when the answer could be a grant or a brake.
         """
-        step = self._next_step(conn, group, Version.parse(app.version), floors)
+        step = self._next_step(session, group, _version(app.version), floors)
         if step is None:
             return False  # up to date: never a downgrade
         rolled_back = ia.rolled_back_from.split(",") if ia is not None else []

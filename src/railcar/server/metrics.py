@@ -90,6 +90,21 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(_FleetCollector(db, clock))
+        # Labelled children, kept once first used: labels() validates and locks on each call.
+        self._events: dict[tuple[str, str], Counter] = {}
+        self._checks: dict[str, Counter] = {}
+
+    def _event(self, kind: str, result: str) -> Counter:
+        child = self._events.get((kind, result))
+        if child is None:
+            child = self._events[kind, result] = self.events.labels(kind, result)
+        return child
+
+    def _check(self, answer: str) -> Counter:
+        child = self._checks.get(answer)
+        if child is None:
+            child = self._checks[answer] = self.checks.labels(answer)
+        return child
 
     def observe_omaha(self, request: Request, response: Response, seconds: float) -> None:
         self.latency.observe(seconds)
@@ -97,13 +112,13 @@ class ServerMetrics:
             for event in app.events:
                 key = (event.type, event.result)
                 if key in _KNOWN_EVENTS:
-                    self.events.labels(str(event.type), str(event.result)).inc()
+                    self._event(str(event.type), str(event.result)).inc()
                 else:
-                    self.events.labels("other", "other").inc()
+                    self._event("other", "other").inc()
         for answered in response.apps:
             if answered.updatecheck is not None:
                 status = answered.updatecheck.status
-                self.checks.labels(_ANSWERS.get(status, "error")).inc()
+                self._check(_ANSWERS.get(status, "error")).inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -238,6 +238,8 @@ class OmahaHandler:
         for writer in (self._batcher, self._fast_batches):
             if writer is not None:
                 writer.close()
+        if self.pg_batch is not None:
+            self.pg_batch.close()
 
     def _handle_alone(self, request: Request, client_ip: str) -> Response:
         for attempt in range(_ATTEMPTS):
