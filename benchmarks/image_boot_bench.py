@@ -1,0 +1,260 @@
+"""``image_bench.py boot``: the example image's boot to multi-user against the same kernel and
+root filesystem booted plainly, in one run.
+
+**Railcar**: the built disk as ``railcar vm`` boots it: OVMF, systemd-boot, the slot's unified
+kernel image, /usr from erofs through dm-verity (USR-A), ROOT ext4, the OEM partition.
+
+**Plain**: the *same staged tree* (the same cached rootfs, Railcar venv and per-build content,
+/usr included) in one ext4 filesystem labelled ROOT on a one-partition GPT disk (the partition
+has ROOT's type, so the image's own grow-ROOT config treats both alike), booted by the same
+OVMF straight into the same kernel and initrd (QEMU ``-kernel``/``-initrd``: no boot loader,
+no UKI), with Railcar's command line minus /usr, verity and Ignition. The initrd is the very
+same file; its verity unit is masked (``rd.systemd.mask=``) since there is no slot to open.
+
+Both print the same ``RAILCAR-BOOTED`` line (``railcar-boot-report.service``, after
+multi-user.target); the time is from QEMU's start to that line on the serial console. Same
+QEMU machine, vCPUs, memory, NIC and accelerator for both.
+
+Each disk's first boot (Railcar: Ignition with an empty config, a random disk GUID; both: ROOT
+grown into 1 GiB of extra disk, SSH host keys, machine id) is timed once and then powered off
+cleanly (ACPI). The measured boots are *second* boots of those disks, each on a fresh overlay,
+alternated between the two. Nothing here asserts: the figures go to docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.image_build_bench import median
+from railcar.gpt import PartitionType
+from railcar.image import build_image, parse_spec
+from railcar.image.content import customize
+from railcar.image.disk import assemble, make_ext4
+from railcar.image.layout import (
+    ALIGN_SECTORS,
+    GPT_SECTORS,
+    MIB,
+    SECTOR,
+    DiskLayout,
+    Partition,
+    derived_uuid,
+)
+from railcar.image.rootfs import build_rootfs, install_railcar, stage_copy
+from railcar.image.spec import ImageSpec
+from railcar.image.uki import pe_section
+from railcar.vm import Vm, VmConfig
+from railcar.vm.nodes import BOOTED, IGNITION_VERSION, boots
+
+BOOT_TIMEOUT = 900.0  # s: one boot under TCG on two shared cores takes 1-3 min
+POWERDOWN_TIMEOUT = 300.0
+KINDS = ("railcar", "plain")
+# In the initrd: the unit that opens the booted USR slot with dm-verity (data/dracut).
+VERITY_UNIT = "railcar-usr-verity.service"
+
+
+# --- pure ---------------------------------------------------------------------------------------
+
+
+def plain_cmdline(spec: ImageSpec) -> str:
+    """The plain boot's command line: Railcar's (:func:`railcar.image.esp.kernel_cmdline`) without
+    /usr, verity and Ignition, and with the initrd's verity unit masked."""
+    return " ".join(
+        [
+            "root=LABEL=ROOT",
+            "rootfstype=ext4",
+            "rw",
+            f"rd.systemd.mask={VERITY_UNIT}",
+            "panic=10",
+            "rd.emergency=reboot",
+            "rd.shell=0",
+            *spec.cmdline,
+        ]
+    )
+
+
+def plain_layout(spec: ImageSpec) -> DiskLayout:
+    """One partition, ROOT's type and label, as large as ROOT and one USR slot together."""
+    size = (spec.partitions.root + spec.partitions.usr) * MIB // SECTOR
+    root = Partition(
+        number=1,
+        label="ROOT",
+        type=PartitionType.FLATCAR_RESIZE,
+        uuid=derived_uuid(spec, "plain-partition-ROOT"),
+        start=ALIGN_SECTORS,
+        size=size,
+    )
+    end = root.start + root.size
+    total = -(-(end + GPT_SECTORS) * SECTOR // MIB) * MIB // SECTOR
+    return DiskLayout(derived_uuid(spec, "plain-disk"), (root,), total)
+
+
+def boot_order(runs: int) -> list[str]:
+    """ABBA…: each kind goes first in every other pair, so neither always follows the other."""
+    order: list[str] = []
+    for run in range(runs):
+        order += list(KINDS) if run % 2 == 0 else list(reversed(KINDS))
+    return order
+
+
+def expected_report(kind: str, report: dict[str, str]) -> str | None:
+    """Why ``report`` is not a boot of ``kind`` (None when it is): guards against timing the
+    wrong thing, e.g. a plain boot that still opened /usr with verity."""
+    if report.get("multi-user") != "active":
+        return f"multi-user is {report.get('multi-user')!r}"
+    if kind == "railcar":
+        if report.get("verity") != "yes" or report.get("usr") != "/dev/mapper/usr":
+            return f"/usr is {report.get('usr')!r} with verity={report.get('verity')!r}"
+    elif report.get("verity") != "no" or report.get("usr") != "none":
+        return f"/usr is {report.get('usr')!r} (verity={report.get('verity')!r}), not on /"
+    return None
+
+
+# --- IO -----------------------------------------------------------------------------------------
+
+
+def _qmp(path: Path, command: str) -> None:
+    """One QMP command (after the capabilities handshake) on QEMU's control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        stream = s.makefile("rwb")
+        stream.readline()  # greeting
+        for execute in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": execute}).encode() + b"\n")
+            stream.flush()
+            while b'"return"' not in (line := stream.readline()):
+                if not line or b'"error"' in line:
+                    raise SystemExit(f"QMP {execute} failed: {line!r}")
+
+
+class BootBench:
+    def __init__(self, spec_path: Path, work: Path, cache: Path) -> None:
+        self.spec_path = spec_path.resolve()
+        self.spec = parse_spec(self.spec_path.read_text(), path=self.spec_path)
+        self.work = work.resolve() / "boot"
+        self.cache = cache.resolve()
+        self.disks: dict[str, Path] = {}
+        self.args: dict[str, tuple[str, ...]] = {}
+        self.first: dict[str, float] = {}
+        self.accel = ""
+
+    def prepare(self) -> dict[str, Any]:
+        """Build the Railcar image and the plain disk (untimed) from the same staged tree."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        print("boot: building the Railcar image (warm when the cache has the rootfs)…",
+              file=sys.stderr)  # fmt: skip
+        result = build_image(self.spec, self.work / "railcar-image", cache=self.cache)
+        out = Path(result.output)
+        print("boot: staging the same tree for the plain disk…", file=sys.stderr)
+        rootfs = build_rootfs(self.spec, self.cache)
+        stage = stage_copy(rootfs.tree, self.work / "plain-stage")
+        install_railcar(self.spec, stage, self.cache)
+        customize(self.spec, stage)
+        kernel = stage / "boot" / f"vmlinuz-{rootfs.kernel_version}"
+        initrd = stage / "boot" / f"initrd.img-{rootfs.kernel_version}"
+        uki = (out / "railcar_production_image.vmlinuz").read_bytes()
+        same = {
+            "kernel": pe_section(uki, ".linux") == kernel.read_bytes(),
+            "initrd": pe_section(uki, ".initrd") == initrd.read_bytes(),
+        }
+        if not all(same.values()):
+            raise SystemExit(f"the plain boot would not use the UKI's kernel and initrd: {same}")
+        layout = plain_layout(self.spec)
+        ext4 = make_ext4(self.spec, stage, self.work / "plain-root.ext4", label="ROOT",
+                         size_bytes=layout.by_label("ROOT").size_bytes)  # fmt: skip
+        plain = assemble(layout, {"ROOT": ext4}, self.work / "plain.bin")
+        ext4.unlink()
+        # the plain disk boots from these copies, so removing the stage cannot change them
+        for f in (kernel, initrd):
+            shutil.copyfile(f, self.work / f.name)
+        shutil.rmtree(stage)
+        self.disks = {"railcar": out / "railcar_production_image.bin", "plain": plain}
+        self.args = {
+            "railcar": (),
+            "plain": ("-kernel", str(self.work / kernel.name), "-initrd",
+                      str(self.work / initrd.name), "-append", plain_cmdline(self.spec)),
+        }  # fmt: skip
+        return {
+            "kernel": rootfs.kernel_version,
+            "rootfs_key": rootfs.key,
+            "same_kernel_and_initrd_as_uki": True,
+            "plain_cmdline": plain_cmdline(self.spec),
+            "railcar_disk_bytes": self.disks["railcar"].stat().st_size,
+            "plain_disk_bytes": plain.stat().st_size,
+        }
+
+    def _vm(self, kind: str, image: Path, run_dir: Path, *, first: bool) -> Vm:
+        ignition = None
+        if kind == "railcar" and first:
+            ignition = run_dir.parent / "empty.ign"
+            ignition.write_text(json.dumps({"ignition": {"version": IGNITION_VERSION}}))
+        qmp = ("-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off")
+        return Vm(
+            VmConfig(
+                image=image,
+                run_dir=run_dir,
+                ignition=ignition,
+                # a cloud volume 1 GiB larger than the image: ROOT grows on the first boot
+                disk_size=image.stat().st_size + (1 << 30) if first else None,
+                extra_args=(*qmp, *self.args[kind]),
+            )
+        )
+
+    def _boot(self, kind: str, image: Path, run_dir: Path, *, first: bool) -> tuple[float, Vm]:
+        vm = self._vm(kind, image, run_dir, first=first)
+        self.accel = vm.config.accel.value
+        with vm:
+            seconds = vm.wait_for(BOOTED, BOOT_TIMEOUT)
+            time.sleep(1)  # the report's other copy (through the journal) may still be coming
+            report = boots(vm)[0]
+            wrong = expected_report(kind, report)
+            if wrong:
+                raise SystemExit(f"{kind} boot: {wrong}; console: {vm.console}")
+            if first:
+                _qmp(run_dir / "qmp.sock", "system_powerdown")
+                assert vm.proc is not None
+                vm.proc.wait(timeout=POWERDOWN_TIMEOUT)
+        return seconds, vm
+
+    def first_boots(self) -> dict[str, float]:
+        """Each disk's first boot, timed once; its disk afterwards is what later boots start
+        from (the overlay, backed by the built image)."""
+        for kind in KINDS:
+            print(f"boot: first boot of {kind}…", file=sys.stderr)
+            run_dir = self.work / f"{kind}-first"
+            seconds, vm = self._boot(kind, self.disks[kind], run_dir, first=True)
+            booted = self.work / f"{kind}-booted-once.qcow2"
+            vm.overlay.rename(booted)
+            self.disks[kind] = booted
+            self.first[kind] = round(seconds, 1)
+            print(f"boot: first boot of {kind}: {seconds:.1f} s", file=sys.stderr)
+        return self.first
+
+    def measure(self, runs: int) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {k: [] for k in KINDS}
+        for i, kind in enumerate(boot_order(runs)):
+            run_dir = self.work / f"{kind}-{i}"
+            seconds, _ = self._boot(kind, self.disks[kind], run_dir, first=False)
+            samples[kind].append(round(seconds, 1))
+            print(f"boot {i + 1}/{2 * runs}: {kind} {seconds:.1f} s", file=sys.stderr)
+            shutil.rmtree(run_dir)
+        return samples
+
+
+def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:
+    med = {k: median(v) for k, v in samples.items()}
+    return {
+        "second_boot_seconds": samples,
+        "median_seconds": {k: round(v, 1) for k, v in med.items()},
+        "ratio railcar/plain": round(med["railcar"] / med["plain"], 3),
+        "goal": 1.1,
+        "cores": os.cpu_count(),
+    }
