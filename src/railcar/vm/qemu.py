@@ -68,19 +68,24 @@ def pick_accel() -> Accel:
 
 @functools.cache
 def _kvm_starts() -> bool:
-    """Whether QEMU can set up a KVM vCPU here (nested hosts may refuse its MSRs and abort)."""
-    probe = subprocess.Popen(
-        ["qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "host", "-nodefaults",
-         "-display", "none", "-monitor", "none", "-S", "-m", "64"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """Whether QEMU can set up a KVM vCPU here (nested hosts may refuse its MSRs and abort).
+
+    QEMU answers QMP commands only from its main loop, which starts after the machine and its
+    vCPUs were created and reset, so an answer to ``query-status`` means KVM works and an exit
+    means it does not. (Waiting a fixed time for an abort was wrong under I/O load: a QEMU
+    slow to start looked like a working one.)"""
+    commands = (
+        b'{"execute": "qmp_capabilities"}\n{"execute": "query-status"}\n{"execute": "quit"}\n'
+    )
     try:
-        probe.wait(timeout=3)
+        done = subprocess.run(
+            ["qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "host", "-nodefaults",
+             "-display", "none", "-monitor", "none", "-S", "-m", "64", "-qmp", "stdio"],
+            input=commands, capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
-        probe.kill()
-        probe.wait()
-        return True
-    return False
+        return False
+    return b'"status"' in done.stdout
 
 
 def firmware() -> tuple[Path, Path]:
