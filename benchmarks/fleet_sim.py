@@ -266,19 +266,22 @@ def statement_counts(url: str, requests: float) -> dict[str, float]:
     time, per request; the busiest statements go to stderr."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 70)"
+            "SELECT calls, total_exec_time, total_plan_time, plans,"
+            " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
             " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
             " WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'"
             " ORDER BY calls DESC"
         ).fetchall()
-    for calls, exec_ms, query in rows[:8]:
+    for calls, exec_ms, plan_ms, plans, query in rows[:8]:
         print(
-            f"  {calls / requests:5.2f}/request {exec_ms / calls:6.3f} ms/call  {query}",
+            f"  {calls / requests:5.2f}/request {exec_ms / calls:6.3f} ms/call, planned"
+            f" {plans / calls:4.0%} of calls, {plan_ms / max(plans, 1):6.3f} ms/plan  {query}",
             file=sys.stderr,
         )
     return {
         "statements_per_request": sum(r[0] for r in rows) / requests,
         "pg_exec_ms_per_request": sum(r[1] for r in rows) / requests,
+        "pg_plan_ms_per_request": sum(r[2] for r in rows) / requests,
     }
 
 
@@ -337,7 +340,14 @@ def main() -> None:
 
 
 def measure_postgresql(args: argparse.Namespace) -> dict[str, float]:
-    stats = {"shared_preload_libraries": "pg_stat_statements"} if args.pg_statements else None
+    stats = (
+        {
+            "shared_preload_libraries": "pg_stat_statements",
+            "pg_stat_statements.track_planning": "on",
+        }
+        if args.pg_statements
+        else None
+    )
     with postgres_server(stats) as pg:
         raw = pg.new_database()
         url = database_url(None, raw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Boolean, Connection
@@ -24,15 +25,22 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from railcar.server.models import UtcDateTime
 
-# SQLAlchemy's SQLite DATETIME storage format, which UtcDateTime columns are stored in.
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+# Values SQLite takes as they are: most parameters, so they skip :func:`_convert`.
+_AS_IS = frozenset({str, int, float, bytes, type(None)})
 
 
-def _bind(value: Any) -> Any:
+@lru_cache(maxsize=64)  # a request binds its "now" several times
+def _datetime_text(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    # SQLAlchemy's SQLite DATETIME storage format, which UtcDateTime columns are stored in
+    # (YYYY-MM-DD HH:MM:SS.ffffff), at half the cost of strftime
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _convert(value: Any) -> Any:
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).strftime(_SQLITE_DATETIME)
+        return _datetime_text(value)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -51,6 +59,13 @@ class _Sqlite(NamedTuple):
     names: Sequence[str]
     compiled: SQLCompiler
     row: Callable[[Sequence[Any]], Any] | None
+    # SQLAlchemy's merge of the caller's values with the statement's own (its literals), done
+    # once: each bind parameter's value by name when the caller gives none (None: escaped
+    # names, let SQLAlchemy merge), the keys a caller must give, and the keys of parameters
+    # whose name differs from their key (anonymous literals), which the caller must not give.
+    defaults: dict[str, Any] | None
+    required: frozenset[str]
+    renamed: frozenset[str]
 
 
 class Prepared:
@@ -81,9 +96,22 @@ class Prepared:
 
     @staticmethod
     def _run_sqlite(conn: Connection, prepared: _Sqlite, params: Mapping[str, Any]) -> Any:
-        values = prepared.compiled.construct_params(dict(params))
+        if (
+            prepared.defaults is not None
+            and prepared.required <= params.keys()
+            and prepared.renamed.isdisjoint(params)
+        ):
+            values: Mapping[str, Any] = {**prepared.defaults, **params}
+        else:  # SQLAlchemy's own merge, and its error for a missing value
+            values = prepared.compiled.construct_params(dict(params))
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(prepared.sql, [_bind(values[name]) for name in prepared.names])
+        cursor.execute(
+            prepared.sql,
+            [
+                v if type(v) in _AS_IS else _convert(v)
+                for v in map(values.__getitem__, prepared.names)
+            ],
+        )
         return cursor
 
     def _prepare_sqlite(self, conn: Connection) -> _Sqlite:
@@ -91,7 +119,20 @@ class Prepared:
             compiled = self.statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
             assert isinstance(compiled, SQLCompiler)
             names = compiled.positiontup or []
-            self._sqlite = _Sqlite(str(compiled), names, compiled, _row_maker(self.statement))
+            binds = compiled.bind_names.items()
+            renamed = frozenset(b.key for b, name in binds if name != b.key)
+            mergeable = not compiled.escaped_bind_names and not any(
+                (b.required and name != b.key) or b.callable is not None for b, name in binds
+            )
+            self._sqlite = _Sqlite(
+                str(compiled),
+                names,
+                compiled,
+                _row_maker(self.statement),
+                dict(compiled.construct_params(_check=False)) if mergeable else None,
+                frozenset(b.key for b, _ in binds if b.required),
+                renamed,
+            )
         return self._sqlite
 
 
@@ -109,8 +150,14 @@ def _row_maker(statement: Executable) -> Callable[[Sequence[Any]], Any] | None:
         else:
             converters.append(None)
     row_type = NamedTuple("PreparedRow", [(k, Any) for k in keys])  # type: ignore[misc]
+    convert = [(i, c) for i, c in enumerate(converters) if c is not None]
 
     def make(raw: Sequence[Any]) -> Any:
-        return row_type(*(c(v) if c else v for c, v in zip(converters, raw, strict=True)))
+        if len(raw) != len(keys):
+            raise ValueError(f"row of {len(raw)} columns, expected {len(keys)}")
+        values = list(raw)
+        for i, c in convert:
+            values[i] = c(values[i])
+        return row_type._make(values)
 
     return make
