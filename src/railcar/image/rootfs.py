@@ -137,7 +137,9 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
         "packages": packages,
         "dracut": _tree_digest(data_dir() / "dracut"),
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
-        "format": 2,  # 2: the customize script adds Ignition's dracut module
+        # 2: the customize script adds Ignition's dracut module; 3: dracut runs once (INITRD=No
+        # for the kernel hook), dpkg unpacks with force-unsafe-io
+        "format": 3,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -246,7 +248,14 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     customize = hooks / "customize.sh"
     customize.write_text(_customize_script())
     tree = work / "tree"
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}
+    env = {
+        **os.environ,
+        "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+        # Debian's kernel hook /etc/kernel/postinst.d/dracut (run by the kernel's postinst and by
+        # dracut's update-initramfs trigger) exits early when INITRD is "No": without it each
+        # bootstrap made two throwaway initrds before the customize hook's real one.
+        "INITRD": "No",
+    }
     debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
     debs.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -254,6 +263,10 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
         # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
         # version costs one download, not all of them.
         "--skip=essential/unlink",
+        # No fsync per unpacked file (dpkg(1) --force-unsafe-io): the tree is used only after
+        # mmdebstrap has finished, and one syncfs below makes it durable before it enters the
+        # cache.
+        "--dpkgopt=force-unsafe-io",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
         f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
         f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
@@ -286,6 +299,8 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     for deb in debs.glob("*.deb"):  # drop versions this tree no longer uses
         if not any(deb.name.startswith(prefix) for prefix in wanted):
             deb.unlink()
+    # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
+    run(["sync", "--file-system", tree])
     manifest_tmp = work / "manifest.json"
     manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
     work.rename(entry)
