@@ -200,6 +200,11 @@ if [ -d "$root/usr/lib/dracut/modules.d/30ignition" ]; then
     echo 'add_dracutmodules+=" ignition "' > "$root/etc/dracut.conf.d/10-railcar-ignition.conf"
 fi
 chroot "$root" dracut --force --quiet --kver "$kver" "/boot/initrd.img-$kver"
+# The links the kernel's postinst makes when an initrd exists (INITRD=No skipped that initrd).
+ln -sfn "boot/initrd.img-$kver" "$root/initrd.img"
+ln -sfn "boot/initrd.img-$kver" "$root/initrd.img.old"
+# --dpkgopt=force-unsafe-io is for the bootstrap only; mmdebstrap leaves it in dpkg's config.
+rm -f "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
 """
 
