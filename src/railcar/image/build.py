@@ -109,9 +109,12 @@ def _digests(directory: Path) -> str:
     algos = ("sha256", "sha512")
     files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")
     # hashlib releases the GIL while it hashes, so the files and algorithms (gigabytes, most of
-    # it the disk image's holes) hash on all cores at once.
+    # it the disk image's holes) hash on all cores at once; the largest first, so the longest
+    # job (sha512 of the disk) does not start last.
+    jobs = [(a, p) for a in reversed(algos) for p in files]  # sha512 first: the slower one
+    jobs.sort(key=lambda job: job[1].stat().st_size, reverse=True)  # stable: keeps sha512 first
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        sums = {(a, p): pool.submit(_file_digest, p, a) for a in algos for p in files}
+        sums = {job: pool.submit(_file_digest, job[1], job[0]) for job in jobs}
     lines = []
     for algo in algos:
         lines.append(f"# {algo.upper()} HASH")

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from shlex import quote as q
 
 from railcar.image.errors import RootfsError
 from railcar.image.spec import ImageSpec
@@ -209,6 +210,12 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/
 """
 
 
+def _link_or_copy(source: str, dest: str) -> str:
+    """Shell: hard-link the files of ``source`` into ``dest`` (existing ones kept), or copy them
+    when the two are on different filesystems."""
+    return f"cp -a -l -n {source} {dest}/ 2>/dev/null || cp -a -n {source} {dest}/"
+
+
 @contextmanager
 def cache_lock(cache: Path, name: str) -> Iterator[None]:
     """Serialise builders sharing ``cache`` (parallel test workers, concurrent CI jobs)."""
@@ -263,18 +270,21 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     }
     debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
     debs.mkdir(parents=True, exist_ok=True)
+    archives = '"$1/var/cache/apt/archives"'
     cmd = [
         *mmdebstrap_base(spec),
         # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
-        # version costs one download, not all of them.
+        # version costs one download, not all of them. Hard links both ways where the cache is
+        # one filesystem (apt and dpkg never write into a .deb; the customize script unlinks
+        # the tree's), a copy otherwise.
         "--skip=essential/unlink",
         # No fsync per unpacked file (dpkg(1) --force-unsafe-io): the tree is used only after
         # mmdebstrap has finished, and one syncfs below makes it durable before it enters the
         # cache.
         "--dpkgopt=force-unsafe-io",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
-        f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-        f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+        f"--setup-hook={_link_or_copy(f'{q(str(debs))}/.', archives)}",
+        f"--customize-hook={_link_or_copy(f'{archives}/.', q(str(debs)))}",
         '--customize-hook=mkdir -p "$1/usr/lib/dracut/modules.d/90railcar-usr"'
         ' "$1/etc/dracut.conf.d"',
         f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
