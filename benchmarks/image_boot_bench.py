@@ -287,6 +287,8 @@ class BootBench:
             samples[kind].append(round(seconds, 1))
             phases[kind].append(parts)
             print(f"boot {i + 1}/{2 * runs}: {kind} {seconds:.1f} s {parts}", file=sys.stderr)
+            # the console stays for reading the boot afterwards; the overlay (GBs) goes
+            shutil.copyfile(run_dir / "console.log", self.work / f"{kind}-{i}.console.log")
             shutil.rmtree(run_dir)
         return samples, phases
 
