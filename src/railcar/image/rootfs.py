@@ -156,7 +156,7 @@ class Rootfs:
     cached: bool
 
 
-def _wheelhouse(spec: ImageSpec, cache: Path) -> Path:
+def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
     """Railcar's wheel and its locked dependencies, built and downloaded once per lock."""
     root = project_root()
     house = cache / "wheels" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
@@ -337,7 +337,7 @@ def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
     layer = cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
     target = stage / RAILCAR_VENV.lstrip("/")
     if not (layer / ".complete").is_file():
-        house = _wheelhouse(spec, cache)
+        house = wheelhouse(spec, cache)
         wheels = stage / "tmp" / "railcar-wheels"
         shutil.rmtree(wheels, ignore_errors=True)
         shutil.copytree(house, wheels)
