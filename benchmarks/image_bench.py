@@ -63,9 +63,10 @@ def boot(args: argparse.Namespace) -> dict[str, Any]:
     prepared = bench.prepare()
     started = _context()
     first = bench.first_boots()
-    samples = bench.measure(args.runs)
+    samples, phases = bench.measure(args.runs)
     return {"started": started, "ended": _context(), "accel": bench.accel, **prepared,
-            "first_boot_seconds": first, **summarize_boots(samples)}  # fmt: skip
+            "first_boot_seconds": first, **summarize_boots(samples),
+            "second_boot_phases": phases}  # fmt: skip
 
 
 def _print_build(result: dict[str, Any]) -> None:
@@ -87,6 +88,8 @@ def _print_boot(result: dict[str, Any]) -> None:
     print(f"accelerator {result['accel']}; kernel {result['kernel']}")
     print(f"first boots (once each): {result['first_boot_seconds']}")
     print(f"second boots: {result['second_boot_seconds']}")
+    for kind, parts in result["second_boot_phases"].items():
+        print(f"  {kind} phases (s): {parts}")
     for name, seconds in result["median_seconds"].items():
         print(f"{name:<8} {seconds:7.1f} s (median, QEMU start to RAILCAR-BOOTED)")
     print(f"railcar/plain {result['ratio railcar/plain']:5.2f}   goal ≤ {result['goal']}")

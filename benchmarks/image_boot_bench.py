@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -114,6 +115,41 @@ def expected_report(kind: str, report: dict[str, str]) -> str | None:
     elif report.get("verity") != "no" or report.get("usr") != "none":
         return f"/usr is {report.get('usr')!r} (verity={report.get('verity')!r}), not on /"
     return None
+
+
+_UPTIME = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)$")
+SYSTEM_MODE = "running in system mode"  # systemd's banner: once in the initrd, once after
+RCU_STALL = "detected stall"  # "rcu: INFO: rcu_preempt self-detected stall on CPU"
+
+
+def boot_phases(console: str, seconds: float) -> dict[str, float | int] | None:
+    """Where one boot's ``seconds`` (QEMU start to the report) went, from the kernel's printk
+    timestamps (guest uptime) on its console: ``firmware`` (everything before the kernel: OVMF,
+    for Railcar also systemd-boot and the UKI stub; includes up to 0.5 s of console polling),
+    ``initrd`` (kernel start to the real root's systemd), ``userspace`` (from there to the
+    report's journal line). ``rcu_stalls`` counts RCU stall warnings. None when a mark is
+    missing (e.g. a console without timestamps)."""
+    banners: list[float] = []
+    report = None
+    stalls = 0
+    for line in console.splitlines():
+        m = _UPTIME.match(line)
+        if not m:
+            continue
+        uptime, text = float(m[1]), m[2]
+        if SYSTEM_MODE in text:
+            banners.append(uptime)
+        elif BOOTED in text and report is None:
+            report = uptime
+        stalls += RCU_STALL in text
+    if report is None or len(banners) < 2:
+        return None
+    return {
+        "firmware": round(seconds - report, 1),
+        "initrd": round(banners[1], 1),
+        "userspace": round(report - banners[1], 1),
+        "rcu_stalls": stalls,
+    }
 
 
 # --- IO -----------------------------------------------------------------------------------------
@@ -208,13 +244,16 @@ class BootBench:
             )
         )
 
-    def _boot(self, kind: str, image: Path, run_dir: Path, *, first: bool) -> tuple[float, Vm]:
+    def _boot(
+        self, kind: str, image: Path, run_dir: Path, *, first: bool
+    ) -> tuple[float, Vm, dict[str, float | int] | None]:
         vm = self._vm(kind, image, run_dir, first=first)
         self.accel = vm.config.accel.value
         with vm:
             seconds = vm.wait_for(BOOTED, BOOT_TIMEOUT)
             time.sleep(1)  # the report's other copy (through the journal) may still be coming
             report = boots(vm)[0]
+            phases = boot_phases(vm.console_text(), seconds)
             wrong = expected_report(kind, report)
             if wrong:
                 raise SystemExit(f"{kind} boot: {wrong}; console: {vm.console}")
@@ -222,7 +261,7 @@ class BootBench:
                 _qmp(run_dir / "qmp.sock", "system_powerdown")
                 assert vm.proc is not None
                 vm.proc.wait(timeout=POWERDOWN_TIMEOUT)
-        return seconds, vm
+        return seconds, vm, phases
 
     def first_boots(self) -> dict[str, float]:
         """Each disk's first boot, timed once; its disk afterwards is what later boots start
@@ -230,7 +269,7 @@ class BootBench:
         for kind in KINDS:
             print(f"boot: first boot of {kind}…", file=sys.stderr)
             run_dir = self.work / f"{kind}-first"
-            seconds, vm = self._boot(kind, self.disks[kind], run_dir, first=True)
+            seconds, vm, _ = self._boot(kind, self.disks[kind], run_dir, first=True)
             booted = self.work / f"{kind}-booted-once.qcow2"
             vm.overlay.rename(booted)
             self.disks[kind] = booted
@@ -238,15 +277,20 @@ class BootBench:
             print(f"boot: first boot of {kind}: {seconds:.1f} s", file=sys.stderr)
         return self.first
 
-    def measure(self, runs: int) -> dict[str, list[float]]:
+    def measure(self, runs: int) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+        """Second boots: seconds per kind, and each boot's :func:`boot_phases`."""
         samples: dict[str, list[float]] = {k: [] for k in KINDS}
+        phases: dict[str, list[Any]] = {k: [] for k in KINDS}
         for i, kind in enumerate(boot_order(runs)):
             run_dir = self.work / f"{kind}-{i}"
-            seconds, _ = self._boot(kind, self.disks[kind], run_dir, first=False)
+            seconds, _, parts = self._boot(kind, self.disks[kind], run_dir, first=False)
             samples[kind].append(round(seconds, 1))
-            print(f"boot {i + 1}/{2 * runs}: {kind} {seconds:.1f} s", file=sys.stderr)
+            phases[kind].append(parts)
+            print(f"boot {i + 1}/{2 * runs}: {kind} {seconds:.1f} s {parts}", file=sys.stderr)
+            # the console stays for reading the boot afterwards; the overlay (GBs) goes
+            shutil.copyfile(run_dir / "console.log", self.work / f"{kind}-{i}.console.log")
             shutil.rmtree(run_dir)
-        return samples
+        return samples, phases
 
 
 def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from railcar.image import BuildResult, build_image, parse_spec
-from railcar.image.rootfs import _PLATFORM, _customize_script, data_dir
+from railcar.image.rootfs import _PLATFORM, _customize_script, data_dir, wheelhouse
 from railcar.image.spec import ImageSpec
 
 # mkosi 14 (Debian 12): the package cache is ``--cache`` plus this subdirectory
@@ -242,6 +242,9 @@ class BuildBench:
             build_image(self.spec, self.work / "prime" / "railcar-out", cache=self.prime_cache)
             shutil.rmtree(self.work / "prime" / "railcar-out")
             (self.work / "prime" / "railcar.done").write_text("")
+        # the wheelhouse is keyed by Railcar's sources: a work directory primed before a code
+        # change would otherwise leave the cold build to build and download it, timed
+        wheelhouse(self.spec, self.prime_cache)
         _fill(self.pool, self.prime_cache / "debs" / self.railcar_debs_dir)
         mkosi_cache = self.work / "prime" / "mkosi-cache"
         if not (self.work / "prime" / "mkosi.done").is_file():

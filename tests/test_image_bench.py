@@ -10,6 +10,7 @@ import pytest
 from benchmarks.image_boot_bench import (
     VERITY_UNIT,
     boot_order,
+    boot_phases,
     expected_report,
     plain_cmdline,
     plain_layout,
@@ -182,3 +183,25 @@ def test_expected_report_tells_the_two_boots_apart() -> None:
     assert expected_report("plain", railcar) is not None
     assert expected_report("railcar", plain) is not None
     assert expected_report("plain", {**plain, "multi-user": "activating"}) is not None
+
+
+CONSOLE = """\
+[    0.000000] Linux version 6.1.0-56-cloud-amd64
+[    4.950321] Run /init as init process
+[    5.100000] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT)
+[   13.028664] device-mapper: verity: sha256 using implementation "sha256-generic"
+[   14.100000] rcu: INFO: rcu_preempt self-detected stall on CPU
+[   17.790000] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT)
+railcar login: RAILCAR-BOOTED slot=A version=1.0.0 usr=/dev/mapper/usr verity=yes
+[   49.150000] boot-report[660]: RAILCAR-BOOTED slot=A version=1.0.0 usr=/dev/mapper/usr
+"""
+
+
+def test_boot_phases_split_a_boot_at_the_kernel_and_the_switch_root() -> None:
+    assert boot_phases(CONSOLE, 56.1) == {
+        "firmware": 7.0, "initrd": 17.8, "userspace": 31.4, "rcu_stalls": 1,
+    }  # fmt: skip
+    # without the real root's banner (e.g. a boot that never left the initrd): no split
+    no_root = "\n".join(line for line in CONSOLE.splitlines() if "17.79" not in line)
+    assert boot_phases(no_root, 56.1) is None
+    assert boot_phases("RAILCAR-BOOTED slot=A\n", 56.1) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -120,6 +121,11 @@ def test_first_boot_runs_ignition_once(image: BuildResult, tmp_path: Path) -> No
     for path in ("usr/bin/ignition", "usr/lib/systemd/system-generators/ignition-generator",
                  "usr/lib/railcar/railcar-disk-guid", "usr/sbin/sgdisk"):  # fmt: skip
         assert path in listing, path
+    # only the filesystems the initrd mounts (dracut.conf filesystems+=), not all of the kernel's
+    modules = f"usr/lib/modules/{image.kernel_version}/kernel/fs"
+    fs = {p.split("/")[6] for p in listing if p.startswith(modules + "/") and p.endswith(".ko")}
+    assert {"erofs", "fat", "isofs"} <= fs, fs
+    assert not fs & {"xfs", "btrfs", "smb", "ceph", "nfs", "squashfs"}, fs
 
     disk = tmp_path / "disk.bin"
     _sh("cp", "--sparse=always", _out(image, "railcar_production_image.bin"), disk)
@@ -165,6 +171,16 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def test_rootfs_keeps_no_bootstrap_settings(image: BuildResult) -> None:
+    """dpkg's force-unsafe-io is for mmdebstrap's run only; the initrd links the kernel's
+    postinst would have made (INITRD=No skipped its initrd) are there."""
+    tree = default_cache() / "rootfs" / image.rootfs_key / "tree"
+    assert not (tree / "etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists()
+    initrd = f"boot/initrd.img-{image.kernel_version}"
+    assert (tree / initrd).is_file()
+    assert os.readlink(tree / "initrd.img") == os.readlink(tree / "initrd.img.old") == initrd
 
 
 def test_rebuild_gives_the_same_usr_image(image: BuildResult, tmp_path: Path) -> None:

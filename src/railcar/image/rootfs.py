@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from shlex import quote as q
 
 from railcar.image.errors import RootfsError
 from railcar.image.spec import ImageSpec
@@ -137,7 +138,9 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
         "packages": packages,
         "dracut": _tree_digest(data_dir() / "dracut"),
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
-        "format": 2,  # 2: the customize script adds Ignition's dracut module
+        # 2: the customize script adds Ignition's dracut module; 3: dracut runs once (INITRD=No
+        # for the kernel hook), dpkg unpacks with force-unsafe-io
+        "format": 3,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -153,7 +156,7 @@ class Rootfs:
     cached: bool
 
 
-def _wheelhouse(spec: ImageSpec, cache: Path) -> Path:
+def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
     """Railcar's wheel and its locked dependencies, built and downloaded once per lock."""
     root = project_root()
     house = cache / "wheels" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
@@ -198,8 +201,19 @@ if [ -d "$root/usr/lib/dracut/modules.d/30ignition" ]; then
     echo 'add_dracutmodules+=" ignition "' > "$root/etc/dracut.conf.d/10-railcar-ignition.conf"
 fi
 chroot "$root" dracut --force --quiet --kver "$kver" "/boot/initrd.img-$kver"
+# The links the kernel's postinst makes when an initrd exists (INITRD=No skipped that initrd).
+ln -sfn "boot/initrd.img-$kver" "$root/initrd.img"
+ln -sfn "boot/initrd.img-$kver" "$root/initrd.img.old"
+# --dpkgopt=force-unsafe-io is for the bootstrap only; mmdebstrap leaves it in dpkg's config.
+rm -f "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
 """
+
+
+def _link_or_copy(source: str, dest: str) -> str:
+    """Shell: hard-link the files of ``source`` into ``dest`` (existing ones kept), or copy them
+    when the two are on different filesystems."""
+    return f"cp -a -l -n {source} {dest}/ 2>/dev/null || cp -a -n {source} {dest}/"
 
 
 @contextmanager
@@ -246,17 +260,31 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     customize = hooks / "customize.sh"
     customize.write_text(_customize_script())
     tree = work / "tree"
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}
+    env = {
+        **os.environ,
+        "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+        # Debian's kernel hook /etc/kernel/postinst.d/dracut (run by the kernel's postinst and by
+        # dracut's update-initramfs trigger) exits early when INITRD is "No": without it each
+        # bootstrap made two throwaway initrds before the customize hook's real one.
+        "INITRD": "No",
+    }
     debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
     debs.mkdir(parents=True, exist_ok=True)
+    archives = '"$1/var/cache/apt/archives"'
     cmd = [
         *mmdebstrap_base(spec),
         # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
-        # version costs one download, not all of them.
+        # version costs one download, not all of them. Hard links both ways where the cache is
+        # one filesystem (apt and dpkg never write into a .deb; the customize script unlinks
+        # the tree's), a copy otherwise.
         "--skip=essential/unlink",
+        # No fsync per unpacked file (dpkg(1) --force-unsafe-io): the tree is used only after
+        # mmdebstrap has finished, and one syncfs below makes it durable before it enters the
+        # cache.
+        "--dpkgopt=force-unsafe-io",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
-        f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-        f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+        f"--setup-hook={_link_or_copy(f'{q(str(debs))}/.', archives)}",
+        f"--customize-hook={_link_or_copy(f'{archives}/.', q(str(debs)))}",
         '--customize-hook=mkdir -p "$1/usr/lib/dracut/modules.d/90railcar-usr"'
         ' "$1/etc/dracut.conf.d"',
         f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
@@ -286,6 +314,8 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     for deb in debs.glob("*.deb"):  # drop versions this tree no longer uses
         if not any(deb.name.startswith(prefix) for prefix in wanted):
             deb.unlink()
+    # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
+    run(["sync", "--file-system", tree])
     manifest_tmp = work / "manifest.json"
     manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
     work.rename(entry)
@@ -307,7 +337,7 @@ def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
     layer = cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
     target = stage / RAILCAR_VENV.lstrip("/")
     if not (layer / ".complete").is_file():
-        house = _wheelhouse(spec, cache)
+        house = wheelhouse(spec, cache)
         wheels = stage / "tmp" / "railcar-wheels"
         shutil.rmtree(wheels, ignore_errors=True)
         shutil.copytree(house, wheels)

@@ -17,7 +17,7 @@ installkernel() {
 }
 
 install() {
-    inst_multiple veritysetup cat tr tail mount sleep ls modprobe blkid
+    inst_multiple veritysetup cat tr tail mount ls modprobe blkid udevadm
     inst_multiple -o sgdisk
     inst_script "$moddir/railcar-usr-verity.sh" /usr/lib/railcar/railcar-usr-verity
     inst_simple "$moddir/railcar-usr-verity.service" \
