@@ -60,8 +60,9 @@ class _Sqlite(NamedTuple):
     compiled: SQLCompiler
     row: Callable[[Sequence[Any]], Any] | None
     # SQLAlchemy's merge of the caller's values with the statement's own (its literals), done
-    # once: each bind parameter's value by name when the caller gives none (None: escaped
-    # names, let SQLAlchemy merge), the keys a caller must give, and the keys of parameters
+    # once: each bind parameter's value by name when the caller gives none (None when the
+    # statement has escaped names, a callable default or a required parameter renamed: then
+    # SQLAlchemy merges on every call), the keys a caller must give, and the keys of parameters
     # whose name differs from their key (anonymous literals), which the caller must not give.
     defaults: dict[str, Any] | None
     required: frozenset[str]
