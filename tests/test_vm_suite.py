@@ -138,3 +138,13 @@ def test_boot_reports_count_the_direct_line_only_even_after_a_login_prompt() -> 
     reports = boot_reports(console)
     assert [(r["slot"], r["version"]) for r in reports] == [("A", "1.0.0"), ("B", "2.0.0")]
     assert boot_reports("railcar login: \n[ 1.0] boot-report[5]: RAILCAR-BOOTED slot=A\n") == []
+
+
+def test_a_boot_report_still_being_written_is_not_counted_yet() -> None:
+    """A CI run read ``usr=/dev/map`` from a line the guest had not finished printing."""
+    from railcar.vm.nodes import boot_reports
+
+    line = "RAILCAR-BOOTED slot=A version=1.0.0 usr=/dev/mapper/usr verity=yes\r\n"
+    cut = line.index("/dev/map") + len("/dev/map")
+    assert boot_reports("[  1.0] booting\r\n" + line[:cut]) == []
+    assert boot_reports(line)[0]["usr"] == "/dev/mapper/usr"

@@ -25,6 +25,12 @@ def test_example_spec_parses_into_typed_values() -> None:
     assert motd and motd[0].source.is_file()
 
 
+def test_payload_min_saving_reaches_the_spec() -> None:
+    assert parse_spec('[image]\nversion = "1"\n').payload_min_saving == 0
+    spec = parse_spec('[image]\nversion = "1"\n[update]\npayload_min_saving = 50\n')
+    assert spec.payload_min_saving == 50
+
+
 def test_kernel_follows_the_architecture() -> None:
     spec = parse_spec('[image]\nversion = "1"\n[distribution]\narchitecture = "arm64"\n')
     assert spec.kernel_package == "linux-image-cloud-arm64"
@@ -47,6 +53,8 @@ def test_kernel_follows_the_architecture() -> None:
         ('[image]\nversion = "1"\n[boot]\ntries = true\n', "boot.tries: found bool True"),
         ('[image]\nversion = "1"\n[update]\nserver = "ftp://x"\n',
          "update.server: 'ftp://x' is not valid"),
+        ('[image]\nversion = "1"\n[update]\npayload_min_saving = 101\n',
+         "update.payload_min_saving: 101 is out of range, expected 0 to 100"),
         ('[image]\nversion = "1"\n[content.files]\n"etc/x" = "y"\n',
          "expected an absolute path in the image"),
         ('[image]\nversion = "1"\n[content.files]\n"/etc/x" = "no-such-file"\n',

@@ -11,6 +11,7 @@ import pytest
 
 from railcar.payload import PayloadReader, TargetFile, TrustedKeys, apply_stream, generate_payload
 from railcar.payload.apply import apply_file_or_stream
+from railcar.payload.errors import PayloadError
 from railcar.payload.manifest import OpType
 from railcar.payload.signing import FileKeySigner
 from tests.conftest import KeyPair, MakeFile, usr_like_bytes
@@ -49,6 +50,36 @@ def test_round_trip_incompressible_data_uses_replace(
     with open(payload, "rb") as f:
         types = {p.op.type for p in PayloadReader(f).layout.ops}
     assert types == {OpType.REPLACE}
+
+
+def test_min_saving_stores_chunks_that_compress_too_little_raw(
+    keypair: KeyPair, make_file: MakeFile, tmp_path: Path
+) -> None:
+    # Three 1 MiB chunks: zeros (bzip2 saves ~100 %), half random (~50 %), random (nothing).
+    noise = random.Random(7).randbytes(MIB + MIB // 2)
+    image = bytes(MIB) + noise[: MIB // 2] + bytes(MIB // 2) + noise[MIB // 2 :]
+    usr = make_file("usr.bin", image)
+    types = {}
+    for min_saving in (0, 40, 60, 100):
+        out = tmp_path / f"update-{min_saving}.gz"
+        generate_payload(usr, None, out, [FileKeySigner(keypair.private)], min_saving=min_saving)
+        with open(out, "rb") as f:
+            types[min_saving] = [p.op.type for p in PayloadReader(f).layout.ops]
+        target = tmp_path / f"usr-{min_saving}"
+        apply_file_or_stream(out, None, target, None, TrustedKeys.from_files([keypair.public]))
+        assert target.read_bytes() == image
+    bz, raw = OpType.REPLACE_BZ, OpType.REPLACE
+    assert types == {0: [bz, bz, raw], 40: [bz, bz, raw], 60: [bz, raw, raw], 100: [raw] * 3}
+
+
+def test_min_saving_outside_0_to_100_is_refused(
+    keypair: KeyPair, make_file: MakeFile, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        PayloadError, match="min_saving must be a percentage from 0 to 100, not 101"
+    ):
+        generate_payload(make_file("usr.bin", b"x"), None, tmp_path / "u.gz", [], min_saving=101)
+    assert not (tmp_path / "u.gz").exists()
 
 
 def test_round_trip_without_kernel(keypair: KeyPair, make_file: MakeFile, tmp_path: Path) -> None:

@@ -20,21 +20,15 @@ from railcar.vm import Vm, VmConfig
 from railcar.vm.containerimage import busybox_image
 from railcar.vm.hostserver import free_port
 from railcar.vm.images import VARIANTS, suite_image, variant_spec
-from railcar.vm.nodes import IGNITION_VERSION, Ssh
+from railcar.vm.nodes import IGNITION_VERSION, Ssh, wait_boot
 from tests.imagebuild import built_image
 
 pytestmark = pytest.mark.slow
 
-BOOTED = "RAILCAR-BOOTED"
 # The GUID every built image starts with (spec §1: cgpt create -g …0001).
 BUILD_DISK_GUID = "00000000-0000-0000-0000-000000000001"
 # One boot under TCG on two shared cores takes 1-3 min; leave room for a slow host.
 BOOT_TIMEOUT = 600.0
-
-
-def _booted_line(vm: Vm, n: int = 1) -> str:
-    lines = [line for line in vm.console_text().splitlines() if BOOTED in line]
-    return lines[n - 1]
 
 
 def _copy_disk(image: BuildResult, dest: Path) -> Path:
@@ -83,8 +77,7 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     config = VmConfig(image=disk, run_dir=tmp_path / "vm", disk_size=size, ignition=ignition,
                       ssh_port=port)  # fmt: skip
     with Vm(config) as vm:
-        vm.wait_for(BOOTED, BOOT_TIMEOUT)
-        line = _booted_line(vm)
+        report = wait_boot(vm, 1, BOOT_TIMEOUT)
         vm.wait_for("IGNITION-UNIT-RAN", 120)
         ssh = Ssh(port, key)
         ssh.wait(300)
@@ -103,16 +96,14 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         )
     # the unit Ignition wrote and enabled ran, and saw the user Ignition made (in docker)
     assert "IGNITION-UNIT-RAN_user=core_groups=core_docker" in vm.console_text()
-    assert "slot=A" in line and "version=1.0.0" in line
-    assert "usr=/dev/mapper/usr" in line
-    assert "verity=yes" in line and "readonly=yes" in line
+    assert (report["slot"], report["version"]) == ("A", "1.0.0")
+    assert report["usr"] == "/dev/mapper/usr"
+    assert (report["verity"], report["readonly"]) == ("yes", "yes")
     assert usr[0] == "/dev/mapper/usr" and "ro" in usr[1].split(",")
-    assert "entry=railcar-a.conf" in line
-    assert "multi-user=active" in line
-    root_mib = int(line.split("root_mib=")[1].split()[0])
-    assert root_mib > 1024  # ROOT was 1024 MiB in the image (examples/railcar.toml)
-    guid = line.split("disk=")[1].split()[0]
-    assert guid not in ("none", BUILD_DISK_GUID)
+    assert report["entry"] == "railcar-a.conf"
+    assert report["multi-user"] == "active"
+    assert int(report["root_mib"]) > 1024  # ROOT was 1024 MiB in the image (examples/railcar.toml)
+    assert report["disk"] not in ("none", BUILD_DISK_GUID)
     # Ignition ran on this first boot only: the loader entry no longer asks for it.
     assert "ignition.firstboot" not in entry and "first_boot" not in flag.split()
     assert "hello from railcar-test/hello:1" in docker
@@ -154,13 +145,12 @@ def test_corrupted_slot_fails_its_try_and_the_other_slot_boots(tmp_path: Path) -
         f.write(bytes([byte[0] ^ 0xFF]))
 
     with Vm(VmConfig(image=disk, run_dir=tmp_path / "vm")) as vm:
-        vm.wait_for(BOOTED, BOOT_TIMEOUT)
-        line = _booted_line(vm)
+        report = wait_boot(vm, 1, BOOT_TIMEOUT)
     after = vm.export_disk(tmp_path / "after.bin")
     esp = MtoolsEsp(after, layout.by_label("EFI-SYSTEM").offset)
     console = vm.console_text()
     assert "verity" in console and "corrupted" in console  # the kernel saw the bad block
-    assert "slot=B" in line and "version=2.0.0" in line and "verity=yes" in line
+    assert (report["slot"], report["version"], report["verity"]) == ("B", "2.0.0", "yes")
     # A's attempt was counted on the ESP: systemd-boot renamed its entry to +0-1.
     assert "railcar-a+0-1.conf" in esp.list(ENTRIES_DIR)
     with GptDisk.open(after, writable=True) as gpt:

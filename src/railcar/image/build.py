@@ -154,11 +154,13 @@ def _extras(
     kernel: Path,
     signers: Sequence[PayloadSigner],
     *,
+    min_saving: int,
     qcow2: bool,
 ) -> None:
     if signers:
         with steps.step("payload", "signed update payload"):
-            generate_payload(usr, kernel, out / f"{prefix}_update.gz", signers)
+            generate_payload(usr, kernel, out / f"{prefix}_update.gz", signers,
+                             min_saving=min_saving)  # fmt: skip
     if qcow2:
         with steps.step("qcow2", "qcow2 disk image"):
             run([
@@ -233,7 +235,8 @@ def build_image(
             {"EFI-SYSTEM": esp, "USR-A": usr.path, "OEM": oem, "ROOT": root},
             partial / f"{prefix}_image.bin",
         )
-    _extras(steps, partial, prefix, usr.path, uki, payload_signers, qcow2=qcow2)
+    _extras(steps, partial, prefix, usr.path, uki, payload_signers,
+            min_saving=spec.payload_min_saving, qcow2=qcow2)  # fmt: skip
     with steps.step("reports", "version, packages, contents, digests"):
         _reports(spec, rootfs, usr, stage / "usr", partial)
         shutil.rmtree(work)

@@ -97,6 +97,7 @@ class ImageSpec:
     compression: Compression
     boot_tries: int
     source_date_epoch: int
+    payload_min_saving: int = 0
     partitions: PartitionSizes = field(default_factory=PartitionSizes)
     path: Path = Path()
 
@@ -243,6 +244,10 @@ SETTINGS: tuple[Setting, ...] = (
             _server),
     Setting("update", "group", "str", "stable", "GROUP= in /usr/share/railcar/update.conf.",
             _match(_NAME, "lower-case letters, digits and '-'")),
+    Setting("update", "payload_min_saving", "int", 0,
+            "Percent bzip2 must save for a payload chunk to be stored compressed (0: any saving,"
+            " as delta_generator); higher: bigger downloads, less CPU per install.",
+            _range(0, 100)),
     *(
         Setting("partitions", name, "int", getattr(PartitionSizes(), name),
                 f"Size of the {name} partition in MiB.", _range(1, 1 << 20))
@@ -344,6 +349,7 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
         compression=v["usr.compression"],
         boot_tries=v["boot.tries"],
         source_date_epoch=v["image.source_date_epoch"],
+        payload_min_saving=v["update.payload_min_saving"],
         partitions=PartitionSizes(
             **{name: v[f"partitions.{name}"] for name in PartitionSizes.__dataclass_fields__}
         ),

@@ -105,6 +105,10 @@ def _report_written(result: WrittenPayload, json_output: bool) -> None:
 @_signer_options
 @click.option("--unsigned", is_flag=True, help="Write an unsigned payload for offline signing.")
 @click.option("--workers", type=click.IntRange(1, 256), help="Compression threads [all cores].")
+@click.option("--min-saving", type=click.IntRange(0, 100), default=0, show_default=True,
+              metavar="PERCENT",
+              help="Store a chunk bzip2'd only if that saves at least PERCENT of it (0: any"
+                   " saving); higher means a bigger payload and less CPU per install.")  # fmt: skip
 @json_option
 def generate(
     usr: Path,
@@ -115,6 +119,7 @@ def generate(
     pkcs11_module: Path | None,
     unsigned: bool,
     workers: int | None,
+    min_saving: int,
     json_output: bool,
 ) -> None:
     """Build a full payload: 1 MiB bzip2 chunks of USR, the kernel, and signatures."""
@@ -124,8 +129,9 @@ def generate(
     if signers and unsigned:
         raise click.UsageError("--unsigned contradicts --key/--pkcs11-uri")
     result = generate_payload(
-        usr, kernel, out, signers, workers=workers, progress=progress_for(json_output)
-    )
+        usr, kernel, out, signers, workers=workers, min_saving=min_saving,
+        progress=progress_for(json_output),
+    )  # fmt: skip
     _report_written(result, json_output)
 
 

@@ -3,7 +3,8 @@
 ``delta_diff_generator.cc``; ``shared/spec/image-and-payload.md`` §4.5):
 
 * the image is cut into 1 MiB chunks; each is bzip2-compressed (level 9, like ``BzipCompress``)
-  and becomes REPLACE_BZ, or REPLACE when compression does not make it strictly smaller;
+  and becomes REPLACE_BZ, or REPLACE when compression does not make it strictly smaller
+  (Railcar can ask for more: ``min_saving``, below);
 * every op claims 256 blocks at ``offset / 4096``, even a short last chunk;
 * the kernel is chunked the same way into a KERNEL procedure with its own ``new_info``;
 * ``noop_operations`` repeat each procedure op (REPLACE, same blob and hash, sparse extent),
@@ -13,6 +14,12 @@
 Unlike delta_generator, images whose size is not a multiple of 4 KiB are accepted (the client
 pads the last block and hashes exactly ``new_partition_info.size`` bytes), and an empty kernel
 gives a KERNEL procedure with no operations.
+
+``min_saving`` (a percentage, 0 by default as in delta_generator) keeps a chunk REPLACE_BZ only
+when bzip2 saves at least that share of it. Data that is compressed already (erofs with lz4
+saves only about 30 % more under bzip2) then travels raw and costs the node no decompression,
+which is most of an install's CPU on a slow node; zeros and sparse space still compress to
+almost nothing. Any client applies both op types, so the payload stays compatible.
 
 Chunks are compressed on all cores (``bz2`` releases the GIL) with a bounded number in flight,
 and blobs go to a spool file next to the output, so memory stays flat whatever the image size.
@@ -59,9 +66,9 @@ class _Chunk:
     sha256: bytes
 
 
-def _compress(data: bytes) -> _Chunk:
+def _compress(data: bytes, min_saving: int = 0) -> _Chunk:
     packed = bz2.compress(data, BZIP2_LEVEL)
-    if len(packed) < len(data):
+    if len(packed) < len(data) and len(packed) * 100 <= len(data) * (100 - min_saving):
         return _Chunk(OpType.REPLACE_BZ, packed, hashlib.sha256(packed).digest())
     return _Chunk(OpType.REPLACE, data, hashlib.sha256(data).digest())
 
@@ -106,6 +113,7 @@ def chunk_operations(
     pool: ThreadPoolExecutor,
     workers: int,
     progress: Progress,
+    min_saving: int = 0,
 ) -> tuple[list[InstallOperation], InstallInfo]:
     """Cut ``path`` into ops whose blobs are appended to ``spool``; return ops and new_info."""
     f, size = _open_input(path, what)
@@ -132,7 +140,7 @@ def chunk_operations(
         offset = 0
         while data := f.read(CHUNK_SIZE):
             image_hash.update(data)
-            pending.append((offset, pool.submit(_compress, data)))
+            pending.append((offset, pool.submit(_compress, data, min_saving)))
             offset += len(data)
             while len(pending) > 2 * workers:
                 collect()
@@ -183,9 +191,14 @@ def generate_payload(
     signers: Sequence[PayloadSigner] = (),
     *,
     workers: int | None = None,
+    min_saving: int = 0,
     progress: Progress = NO_PROGRESS,
 ) -> WrittenPayload:
-    """Write a full payload for ``usr`` (+ ``kernel``) to ``out``; signed if signers are given."""
+    """Write a full payload for ``usr`` (+ ``kernel``) to ``out``; signed if signers are given.
+
+    ``min_saving``: the percentage bzip2 must save for a chunk to be stored compressed."""
+    if not 0 <= min_saving <= 100:
+        raise PayloadError(f"min_saving must be a percentage from 0 to 100, not {min_saving}")
     workers = workers or os.cpu_count() or 1
     out_dir = out.parent if str(out.parent) else Path()
     if not out_dir.is_dir():
@@ -193,11 +206,13 @@ def generate_payload(
     spool = _Spool(out_dir)
     with spool.file, ThreadPoolExecutor(max_workers=workers) as pool:
         partition_ops, partition_info = chunk_operations(
-            usr, "/usr image", spool, pool, workers, progress
+            usr, "/usr image", spool, pool, workers, progress, min_saving
         )
         kernel_part = None
         if kernel is not None:
-            kernel_part = chunk_operations(kernel, "kernel", spool, pool, workers, progress)
+            kernel_part = chunk_operations(
+                kernel, "kernel", spool, pool, workers, progress, min_saving
+            )
         manifest = build_manifest(partition_ops, partition_info, kernel_part)
         spool.file.flush()
         spool.file.seek(0)

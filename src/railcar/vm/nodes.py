@@ -79,7 +79,7 @@ def node_config(
 
 def boots(vm: Vm) -> list[dict[str, str]]:
     """Every boot report on ``vm``'s console so far (:func:`boot_reports`)."""
-    return boot_reports(vm.console_text())
+    return boot_reports(vm.complete_lines())
 
 
 def boot_reports(console: str) -> list[dict[str, str]]:
@@ -88,9 +88,9 @@ def boot_reports(console: str) -> list[dict[str, str]]:
     The report is written to the serial port directly and also reaches the console through
     the journal (prefixed ``boot-report[PID]:``); only the first kind is counted. The direct
     one may share its line with the serial getty's prompt (``railcar login: RAILCAR-BOOTED``)
-    when the boot is quick."""
+    when the boot is quick. A line still being written (no newline yet) is not a report."""
     reports = []
-    for line in console.splitlines():
+    for line in console[: console.rfind("\n") + 1].splitlines():
         at = line.find(BOOTED)
         if at < 0 or JOURNAL_COPY in line[:at]:
             continue

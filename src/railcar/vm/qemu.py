@@ -180,11 +180,17 @@ class Vm:
             return ""
         return _ANSI.sub("", raw).replace("\r", "")
 
+    def complete_lines(self) -> str:
+        """:meth:`console_text` up to its last newline: no line the guest is still printing."""
+        text = self.console_text()
+        return text[: text.rfind("\n") + 1]
+
     def wait_for(self, marker: str, timeout: float, *, count: int = 1) -> float:
-        """Seconds from start until ``marker`` appeared ``count`` times on the console."""
+        """Seconds from start until ``marker`` appeared ``count`` times on the console, each
+        in a line the guest has finished (so the caller can read the whole line)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.console_text().count(marker) >= count:
+            if self.complete_lines().count(marker) >= count:
                 return time.monotonic() - self.started
             if not self.running():
                 if self.console_text().count(marker) >= count:

@@ -17,7 +17,7 @@ from typing import Any
 from railcar.omaha.model import ErrorCode, EventResult, EventType, mask_error_code
 from railcar.server.vocab import InstanceStatus
 from railcar.vm.hostserver import HostServer, UnknownInstanceError
-from railcar.vm.images import CANARY_UNIT, SuiteImage, suite_image
+from railcar.vm.images import CANARY_UNIT, PAYLOAD_MIN_SAVING, SuiteImage, suite_image
 from railcar.vm.nodes import boots, expect, node, node_config, poll, wait_boot
 from railcar.vm.qemu import Vm
 from railcar.vm.suite import VmContext, vm_test
@@ -209,7 +209,7 @@ def update_tampered(ctx: VmContext) -> None:
     build = Path(v2.build.output)
     generate_payload(build / "railcar_production_update.bin",
                      build / "railcar_production_image.vmlinuz", untrusted,
-                     [FileKeySigner(untrusted_key)])  # fmt: skip
+                     [FileKeySigner(untrusted_key)], min_saving=PAYLOAD_MIN_SAVING)  # fmt: skip
 
     refused = {ErrorCode.DOWNLOAD_PAYLOAD_VERIFICATION_ERROR, 18}  # 18: pub key verification
     with HostServer(ctx.output) as server:
