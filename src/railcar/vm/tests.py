@@ -125,7 +125,8 @@ def update_rollback(ctx: VmContext) -> None:
     rollback = (EventType.UPDATE_COMPLETE, EventResult.ERROR, ErrorCode.ROLLBACK)
     with HostServer(ctx.output) as server:
         server.publish(v3.payload, "3.0.0")
-        config = node_config(server, health_units=(CANARY_UNIT,))
+        # Checks every 10 s: the test waits twice for three checks after a rollback.
+        config = node_config(server, interval=10, health_units=(CANARY_UNIT,))
         with node(ctx.output / "node", v1.disk, config) as vm:
             machine = _booted(vm, 1, "A", "1.0.0", ctx)["machine"]
             # v3's trial boot: /usr is fine, the canary unit fails, the gate refuses to commit.
@@ -250,14 +251,17 @@ POLICY_PERIOD = 90
 def update_policy(ctx: VmContext) -> None:
     """Three nodes, one update per period: one grant per period, the others held, all end on v2.
 
-    The nodes told noupdate are On hold in their history until a later period grants them."""
+    The nodes told noupdate are On hold in their history until a later period grants them.
+    Updates are enabled only once all three have booted: under load their first boots can end
+    minutes apart, and a node first asking after the first period would never be held."""
     from contextlib import ExitStack
 
     v1, v2 = suite_image("1.0.0"), suite_image("2.0.0")
     with HostServer(ctx.output) as server:
         published = server.publish(v2.payload, "2.0.0")
+        group = published["group_id"]
         period = {"period_interval_s": POLICY_PERIOD, "update_timeout_s": POLICY_PERIOD}
-        server.set_policy(published["group_id"], max_updates_per_period=1, **period)
+        server.set_policy(group, max_updates_per_period=1, updates_enabled=False, **period)
         with ExitStack() as stack:
             # One vCPU each: three guests share the host's two cores, and a guest whose
             # vCPUs are descheduled in turn spins on its own locks under TCG.
@@ -266,6 +270,8 @@ def update_policy(ctx: VmContext) -> None:
                    for i in range(3)]  # fmt: skip
             machines = [_booted(vm, 1, "A", "1.0.0", ctx)["machine"] for vm in vms]
             expect(len(set(machines)) == 3, f"machine ids not distinct: {machines}")
+            server.set_policy(group, updates_enabled=True)
+            ctx.log("updates enabled for the group")
             for vm, machine in zip(vms, machines, strict=True):
                 _booted(vm, 2, "B", "2.0.0", ctx)
                 poll(
