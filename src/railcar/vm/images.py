@@ -49,8 +49,8 @@ CONTAINER_PACKAGES = ("containerd", "runc", "docker.io", "apparmor")
 CONTAINER_UNITS = ("containerd.service", "docker.service")
 USR_MIB = 512
 # Payload chunks are bzip2'd only where that halves them (zeros, metadata): the lz4 data travels
-# raw. Decompression was most of an install's guest CPU, ~70 % under TCG, against a payload
-# about a third larger (docs/PERFORMANCE.md, "VM update tests").
+# raw. bzip2 was about 40 of an apply's 70 s under TCG emulation; the payload grows by about a
+# third (ADR 0021).
 PAYLOAD_MIN_SAVING = 50
 
 _V2_FILE = "/usr/share/railcar/update-test"
