@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from railcar.errors import RailcarError
 from railcar.vm.hostserver import HostServer
-from railcar.vm.qemu import Vm, VmConfig
+from railcar.vm.qemu import Vm, VmConfig, finished_lines
 
 BOOTED = "RAILCAR-BOOTED"
 JOURNAL_COPY = "boot-report["  # the report unit's journal line on the console
@@ -79,7 +79,7 @@ def node_config(
 
 def boots(vm: Vm) -> list[dict[str, str]]:
     """Every boot report on ``vm``'s console so far (:func:`boot_reports`)."""
-    return boot_reports(vm.complete_lines())
+    return boot_reports(vm.console_text())
 
 
 def boot_reports(console: str) -> list[dict[str, str]]:
@@ -90,7 +90,7 @@ def boot_reports(console: str) -> list[dict[str, str]]:
     one may share its line with the serial getty's prompt (``railcar login: RAILCAR-BOOTED``)
     when the boot is quick. A line still being written (no newline yet) is not a report."""
     reports = []
-    for line in console[: console.rfind("\n") + 1].splitlines():
+    for line in finished_lines(console).splitlines():
         at = line.find(BOOTED)
         if at < 0 or JOURNAL_COPY in line[:at]:
             continue

@@ -38,6 +38,11 @@ IGNITION_FW_CFG = "opt/com.coreos/config"
 _ANSI = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][A-Z0-9])")
 
 
+def finished_lines(console: str) -> str:
+    """``console`` up to its last newline: without a line the guest is still printing."""
+    return console[: console.rfind("\n") + 1]
+
+
 class VmError(RailcarError):
     """The VM could not be started, or did not reach what was waited for."""
 
@@ -180,17 +185,12 @@ class Vm:
             return ""
         return _ANSI.sub("", raw).replace("\r", "")
 
-    def complete_lines(self) -> str:
-        """:meth:`console_text` up to its last newline: no line the guest is still printing."""
-        text = self.console_text()
-        return text[: text.rfind("\n") + 1]
-
     def wait_for(self, marker: str, timeout: float, *, count: int = 1) -> float:
         """Seconds from start until ``marker`` appeared ``count`` times on the console, each
         in a line the guest has finished (so the caller can read the whole line)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.complete_lines().count(marker) >= count:
+            if finished_lines(self.console_text()).count(marker) >= count:
                 return time.monotonic() - self.started
             if not self.running():
                 if self.console_text().count(marker) >= count:
