@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from railcar.image.content import customize, os_release, root_tree, trust_payload_keys
 from railcar.image.disk import assemble, make_ext4
 from railcar.image.esp import build_uki, kernel_cmdline, make_esp
-from railcar.image.layout import MIB, disk_layout, verity_geometry
+from railcar.image.layout import MIB, DiskLayout, disk_layout, verity_geometry
 from railcar.image.rootfs import (
     Rootfs,
     build_rootfs,
@@ -105,21 +105,38 @@ def _file_digest(path: Path, algo: str) -> str:
         return hashlib.file_digest(f, algo).hexdigest()
 
 
-def _digests(directory: Path) -> str:
-    algos = ("sha256", "sha512")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")
-    # hashlib releases the GIL while it hashes, so the files and algorithms (gigabytes, most of
-    # it the disk image's holes) hash on all cores at once; the largest first, so the longest
-    # job (sha512 of the disk) does not start last.
-    jobs = [(a, p) for a in reversed(algos) for p in files]  # sha512 first: the slower one
-    jobs.sort(key=lambda job: job[1].stat().st_size, reverse=True)  # stable: keeps sha512 first
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        sums = {job: pool.submit(_file_digest, job[1], job[0]) for job in jobs}
-    lines = []
-    for algo in algos:
-        lines.append(f"# {algo.upper()} HASH")
-        lines += [f"{sums[algo, path].result()}  {path.name}" for path in files]
-    return "\n".join(lines) + "\n"
+class _Digests:
+    """DIGESTS' hashes, computed in the background as each output file is finished.
+
+    hashlib releases the GIL while it hashes, so the hashes (gigabytes, most of them the disk
+    image's holes) run on all cores at once, and the large files' start while later steps run:
+    the /usr image's during the ESP, ROOT and disk steps, the disk's during payload, qcow2 and
+    reports. Files are handed over only when final; :meth:`text` adds whatever was not.
+    """
+
+    ALGOS = ("sha256", "sha512")
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        self._sums: dict[tuple[str, str], Future[str]] = {}
+
+    def add(self, path: Path) -> None:
+        for algo in reversed(self.ALGOS):  # sha512 first: the slower one
+            self._sums[algo, path.name] = self._pool.submit(_file_digest, path, algo)
+
+    def text(self, directory: Path) -> str:
+        files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")
+        for path in sorted(files, key=lambda p: p.stat().st_size, reverse=True):
+            if (self.ALGOS[0], path.name) not in self._sums:
+                self.add(path)
+        lines = []
+        for algo in self.ALGOS:
+            lines.append(f"# {algo.upper()} HASH")
+            lines += [f"{self._sums[algo, path.name].result()}  {path.name}" for path in files]
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _contents(usr: Path) -> str:
@@ -148,6 +165,7 @@ def _reports(spec: ImageSpec, rootfs: Rootfs, usr: UsrImage, usr_tree: Path, out
 
 def _extras(
     steps: _Steps,
+    digests: _Digests,
     out: Path,
     prefix: str,
     usr: Path,
@@ -161,12 +179,14 @@ def _extras(
         with steps.step("payload", "signed update payload"):
             generate_payload(usr, kernel, out / f"{prefix}_update.gz", signers,
                              min_saving=min_saving)  # fmt: skip
+        digests.add(out / f"{prefix}_update.gz")
     if qcow2:
         with steps.step("qcow2", "qcow2 disk image"):
             run([
                 "qemu-img", "convert", "-O", "qcow2", "-c",
                 out / f"{prefix}_image.bin", out / f"{prefix}_image.qcow2",
             ])  # fmt: skip
+        digests.add(out / f"{prefix}_image.qcow2")
 
 
 def build_image(
@@ -183,18 +203,45 @@ def build_image(
     The image trusts the public keys of ``payload_signers`` for updates
     (``/usr/share/railcar/payload-key.pub.pem``), so its own payloads verify on it.
     """
-    cache = cache or default_cache()
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    work = partial / ".work"
-    work.mkdir(parents=True)
+    (partial / ".work").mkdir(parents=True)
     steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
-    prefix = f"{spec.name}_production"
+    digests = _Digests()
+    try:
+        result = _build(spec, output, partial, cache or default_cache(), steps, digests,
+                        payload_signers, qcow2=qcow2)  # fmt: skip
+        result.seconds = steps.seconds
+        (partial / "build.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        started = time.monotonic()
+        (partial / "DIGESTS").write_text(digests.text(partial))
+    finally:
+        digests.close()
+    report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s after the last step")
+    if output.exists():
+        shutil.rmtree(output)
+    partial.rename(output)
+    return result
 
+
+def _build(
+    spec: ImageSpec,
+    output: Path,
+    partial: Path,
+    cache: Path,
+    steps: _Steps,
+    digests: _Digests,
+    payload_signers: Sequence[PayloadSigner],
+    *,
+    qcow2: bool,
+) -> BuildResult:
+    work, report = partial / ".work", steps.report
+    prefix = f"{spec.name}_production"
     with steps.step("rootfs", "root filesystem (mmdebstrap, cached)"):
         (cache / "logs").mkdir(parents=True, exist_ok=True)
         rootfs = build_rootfs(spec, cache, log=cache / "logs" / "mmdebstrap.log")
-    report(f"    rootfs {rootfs.key} {'from cache' if rootfs.cached else 'built'}")
+    resolved = "unchanged archive, earlier resolution" if rootfs.resolution_reused else "resolved"
+    report(f"    rootfs {rootfs.key} {'from cache' if rootfs.cached else 'built'} ({resolved})")
     with steps.step("stage", "staging Railcar and the spec's content"):
         stage = stage_copy(rootfs.tree, work / "stage")
         install_railcar(spec, stage, cache)
@@ -203,6 +250,7 @@ def build_image(
     geometry = verity_geometry(spec.partitions.usr * MIB)
     with steps.step("usr", "/usr: erofs + dm-verity"):
         usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
+    digests.add(usr.path)
     report(f"    root hash {usr.root_hash}")
     with steps.step("kernel", "unified kernel image"):
         cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
@@ -218,48 +266,48 @@ def build_image(
             partition_a=layout.by_label("USR-A").number,
         )  # fmt: skip
     with steps.step("root", "ROOT and OEM filesystems (ext4)"):
-        root = make_ext4(
-            spec, root_tree(stage, work / "root"), work / "root.img", label="ROOT",
-            size_bytes=layout.by_label("ROOT").size_bytes,
-        )  # fmt: skip
-        oem_dir = work / "oem"
-        oem_dir.mkdir()
-        replace_file(oem_dir / "oem-release", f"ID={spec.oem_id}\nNAME={spec.oem_id}\n".encode())
-        oem = make_ext4(
-            spec, oem_dir, work / "oem.img", label="OEM",
-            size_bytes=layout.by_label("OEM").size_bytes,
-        )  # fmt: skip
+        root, oem = _root_and_oem(spec, stage, work, layout)
     with steps.step("disk", "disk image (GPT)"):
-        assemble(
+        disk = assemble(
             layout,
             {"EFI-SYSTEM": esp, "USR-A": usr.path, "OEM": oem, "ROOT": root},
             partial / f"{prefix}_image.bin",
         )
-    _extras(steps, partial, prefix, usr.path, uki, payload_signers,
+    digests.add(disk)
+    _extras(steps, digests, partial, prefix, usr.path, uki, payload_signers,
             min_saving=spec.payload_min_saving, qcow2=qcow2)  # fmt: skip
-    with steps.step("reports", "version, packages, contents, digests"):
+    with steps.step("reports", "version, packages, contents"):
         _reports(spec, rootfs, usr, stage / "usr", partial)
         shutil.rmtree(work)
-        result = BuildResult(
-            name=spec.name,
-            version=spec.version,
-            output=str(output),
-            root_hash=usr.root_hash,
-            rootfs_key=rootfs.key,
-            rootfs_cached=rootfs.cached,
-            kernel_version=rootfs.kernel_version,
-            usr_filesystem_bytes=usr.filesystem_bytes,
-            verity_hash_offset=geometry.hash_offset,
-            files={p.name: str(output / p.name) for p in sorted(partial.iterdir()) if p.is_file()},
-        )
-        result.files["build.json"] = str(output / "build.json")
-        result.files["DIGESTS"] = str(output / "DIGESTS")
-    result.seconds = steps.seconds
-    (partial / "build.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    started = time.monotonic()
-    (partial / "DIGESTS").write_text(_digests(partial))
-    report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s")
-    if output.exists():
-        shutil.rmtree(output)
-    partial.rename(output)
+    result = BuildResult(
+        name=spec.name,
+        version=spec.version,
+        output=str(output),
+        root_hash=usr.root_hash,
+        rootfs_key=rootfs.key,
+        rootfs_cached=rootfs.cached,
+        kernel_version=rootfs.kernel_version,
+        usr_filesystem_bytes=usr.filesystem_bytes,
+        verity_hash_offset=geometry.hash_offset,
+        files={p.name: str(output / p.name) for p in sorted(partial.iterdir()) if p.is_file()},
+    )
+    result.files["build.json"] = str(output / "build.json")
+    result.files["DIGESTS"] = str(output / "DIGESTS")
     return result
+
+
+def _root_and_oem(
+    spec: ImageSpec, stage: Path, work: Path, layout: DiskLayout
+) -> tuple[Path, Path]:
+    root = make_ext4(
+        spec, root_tree(stage, work / "root"), work / "root.img", label="ROOT",
+        size_bytes=layout.by_label("ROOT").size_bytes,
+    )  # fmt: skip
+    oem_dir = work / "oem"
+    oem_dir.mkdir()
+    replace_file(oem_dir / "oem-release", f"ID={spec.oem_id}\nNAME={spec.oem_id}\n".encode())
+    oem = make_ext4(
+        spec, oem_dir, work / "oem.img", label="OEM",
+        size_bytes=layout.by_label("OEM").size_bytes,
+    )  # fmt: skip
+    return root, oem

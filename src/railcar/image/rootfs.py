@@ -1,7 +1,8 @@
 """The Debian root filesystem, built by mmdebstrap and kept in a content-addressed cache.
 
 The cache key (:func:`rootfs_key`) covers what the tree is made of: the spec's distribution and
-package settings, the *resolved* package versions (``mmdebstrap --simulate``, a few seconds),
+package settings, the *resolved* package versions (:mod:`.resolve`: ``mmdebstrap --simulate``,
+reused while the archive's ``InRelease`` files are unchanged),
 the Railcar wheel and its locked dependencies, and the dracut module shipped with the builder.
 A rebuild after a change elsewhere in the spec (version, extra files, units, cmdline, sizes)
 reuses the tree; a new package version on the mirror makes a new tree.
@@ -18,14 +19,13 @@ under ``debs/`` so a new package version downloads only that package.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,12 +34,12 @@ from pathlib import Path
 from shlex import quote as q
 
 from railcar.image.errors import RootfsError
+from railcar.image.resolve import mmdebstrap_base, resolve_packages
 from railcar.image.spec import ImageSpec
 from railcar.runner import run
 
 RAILCAR_VENV = "/usr/lib/railcar/venv"
 DRACUT_MODULE = "/usr/lib/dracut/modules.d/90railcar-usr"
-_INST = re.compile(r"^Inst (\S+) \((\S+) ")
 _PLATFORM = {"amd64": "x86_64", "arm64": "aarch64"}
 # Debian 12's glibc is 2.36: any manylinux wheel up to that runs in the image.
 _MANYLINUX = [
@@ -106,32 +106,6 @@ def railcar_digest(*, skip: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def mmdebstrap_base(spec: ImageSpec) -> list[str]:
-    return [
-        "mmdebstrap",
-        "--variant=minbase",
-        "--mode=root",
-        f"--architectures={spec.architecture.value}",
-        f"--include={','.join([*spec.packages, spec.kernel_package])}",
-    ]
-
-
-def resolve_packages(spec: ImageSpec) -> list[tuple[str, str]]:
-    """The (package, version) pairs mmdebstrap would install today, sorted."""
-    with tempfile.TemporaryDirectory(prefix="railcar-resolve-") as tmp:
-        cmd = [*mmdebstrap_base(spec), "--simulate", "--verbose", spec.suite, f"{tmp}/rootfs.tar"]
-        # mmdebstrap prints apt's simulation on stderr.
-        proc = subprocess.run([*cmd, *spec.mirrors], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
-        raise RootfsError(f"mmdebstrap could not resolve the package set: {tail}")
-    out = proc.stdout + proc.stderr
-    found = sorted({(m[1], m[2]) for line in out.splitlines() if (m := _INST.match(line))})
-    if not found:
-        raise RootfsError(f"mmdebstrap resolved no packages for suite {spec.suite!r}")
-    return found
-
-
 def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
     material = {
         "spec": spec.rootfs_fields(),
@@ -154,6 +128,7 @@ class Rootfs:
     packages: tuple[tuple[str, str], ...]
     kernel_version: str
     cached: bool
+    resolution_reused: bool = False  # the package versions came from an earlier resolution
 
 
 def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
@@ -230,10 +205,11 @@ def cache_lock(cache: Path, name: str) -> Iterator[None]:
 
 def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Rootfs:
     """The cached tree for ``spec`` (built with mmdebstrap when the cache has none)."""
-    packages = resolve_packages(spec)
+    packages, reused = resolve_packages(spec, cache)
     key = rootfs_key(spec, packages)
     with cache_lock(cache, "rootfs"):
-        return _cached_rootfs(spec, cache, key, log)
+        rootfs = _cached_rootfs(spec, cache, key, log)
+    return dataclasses.replace(rootfs, resolution_reused=reused)
 
 
 def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
