@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from operator import attrgetter
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,6 +69,11 @@ _CHANNEL = cast(Table, Channel.__table__)
 _PACKAGE = cast(Table, Package.__table__)
 _FLOOR = cast(Table, ChannelFloor.__table__)
 
+# The group's columns the fast path reads: its id, application and policy (policy_of).
+_POLICY_COLUMNS = tuple(c.name for c in _GROUP.c if c.name.startswith("policy_"))
+_GROUP_COLUMNS = [_GROUP.c.id, _GROUP.c.application_id, *(_GROUP.c[c] for c in _POLICY_COLUMNS)]
+_policy_key = attrgetter(*_POLICY_COLUMNS)
+
 # A fleet reports few distinct versions: parse each once (bounded; Version is immutable).
 _version = lru_cache(maxsize=1024)(Version.parse)
 _valid = lru_cache(maxsize=1024)(is_valid)
@@ -83,7 +88,7 @@ def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any
     instance-application row (outer-joined: NULLs for a first contact). ``source``: a
     (selectable, condition) the group is joined to (else the group table starts)."""
     columns = [
-        *_GROUP.c,
+        *_GROUP_COLUMNS,
         _CHANNEL.c.arch.label("channel_arch"),
         _PACKAGE.c.version.label("package_version"),
         _PACKAGE.c.url.label("package_url"),
@@ -127,8 +132,11 @@ def _values(table: Table, *columns: str) -> dict[str, Any]:
     return {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
 
 
+_V_NAMES = {c.key: f"v_{c.key}" for table in (_IA, _INSTANCE, _HISTORY) for c in table.c}
+
+
 def _v(values: dict[str, Any]) -> dict[str, Any]:
-    return {f"v_{k}": v for k, v in values.items()}
+    return {_V_NAMES[k]: v for k, v in values.items()}
 
 
 _IA_COLUMNS = (
@@ -184,8 +192,7 @@ _UPSERT_INSTANCE = {
 }
 
 
-@dataclass(frozen=True)
-class GroupView:
+class GroupView(NamedTuple):
     """What the fast path needs of a group, read in one statement per request."""
 
     id: str
@@ -196,8 +203,7 @@ class GroupView:
     policy: GroupPolicy
 
 
-@dataclass(frozen=True)
-class NodeView:
+class NodeView(NamedTuple):
     """The node's row for this application, as it was before the request."""
 
     group_id: str | None
@@ -209,14 +215,12 @@ class NodeView:
     last_update_version: str | None
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     version: str
     servable: bool  # has a URL, or is hosted by a server that knows its base URL
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A request the fast path may answer, with the group its (app, track, arch) resolved to."""
 
     request: Request
@@ -228,8 +232,7 @@ class Candidate:
     key: tuple[str, str, str]  # the resolution cache's key
 
 
-@dataclass(frozen=True)
-class Writes:
+class Writes(NamedTuple):
     """What a fast-path answer writes — the ORM handler's exact effects — as column values."""
 
     instance: dict[str, Any]  # instance upsert: id, hidden, created_ts and the attributes given
@@ -239,9 +242,28 @@ class Writes:
     node: NodeView | None  # the row as read: what a writer outside the read's snapshot checks
 
 
+# The views above are named tuples, not frozen dataclasses: built several times per request,
+# a tuple costs a third of a frozen dataclass's __init__.
+
+
 class Handoff(Exception):  # noqa: N818 - control flow, not an error
     """The request needs the ORM handler (same transaction, nothing written yet that it
     would not write itself)."""
+
+
+_CONNECTION = "railcar.fastpath.connection"  # session.info: (transaction, its connection)
+
+
+def connection(session: Session) -> Connection:
+    """``session.connection()``, looked up once per transaction: each call walks SQLAlchemy's
+    transaction state, which cost more than some of the statements run on it."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cast(Connection, cached[1])
+    conn = session.connection()
+    session.info[_CONNECTION] = (session.get_transaction(), conn)
+    return conn
 
 
 def apply(conn: Connection, writes: Writes) -> None:
@@ -280,6 +302,7 @@ class FastPath:
         self._groups: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._stats: dict[tuple[str, str, GroupPolicy], tuple[GroupStats, float, datetime, int]]
         self._stats = {}
+        self._policies: dict[tuple[Any, ...], GroupPolicy] = {}
         self.answered = 0  # requests answered without the ORM handler
 
     # -- the request -------------------------------------------------------------------------
@@ -294,7 +317,7 @@ class FastPath:
         now: datetime,
     ) -> AppResponse:
         candidate = self.candidate(session, request, app, app_id)
-        conn = session.connection()
+        conn = connection(session)
         rows = _SELECT_GROUP_AND_NODE.rows(
             conn, {"group": candidate.group_id, "machine": candidate.machine, "app": app_id}
         )
@@ -358,6 +381,16 @@ class FastPath:
 
     # -- lookups -------------------------------------------------------------------------------
 
+    def _policy(self, row: Any) -> GroupPolicy:
+        """The group's policy, built once per distinct set of policy columns."""
+        key = _policy_key(row)
+        policy = self._policies.get(key)
+        if policy is None:
+            if len(self._policies) > MAX_CACHED_GROUPS:
+                self._policies.clear()
+            policy = self._policies[key] = self._policy_of(row)
+        return policy
+
     def _views(self, candidate: Candidate, row: Any) -> tuple[GroupView, NodeView | None]:
         if (
             row is None
@@ -372,7 +405,7 @@ class FastPath:
             package_version=row.package_version,
             package_servable=bool(row.package_url) or bool(row.package_hosted and self._hosted),
             has_floors=bool(row.has_floors),
-            policy=self._policy_of(row),
+            policy=self._policy(row),
         )
         if row.ia_instance_id is None:
             return group, None
@@ -397,12 +430,12 @@ class FastPath:
         if group.package_version is None:
             raise Handoff  # "no package" is recorded as activity by the ORM handler
         target = _version(group.package_version)
-        if current >= target:
+        if not current < target:  # Version's >= goes through total_ordering: twice the work
             return None
         if group.has_floors:
             rows = floors.get(group.id)
             if rows is None:
-                rows = _SELECT_FLOORS.rows(session.connection(), {"group": group.id})
+                rows = _SELECT_FLOORS.rows(connection(session), {"group": group.id})
                 floors[group.id] = rows
             steps = sorted(
                 (r for r in rows if current < _version(r.version) <= target),
