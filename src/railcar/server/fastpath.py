@@ -31,7 +31,7 @@ The only state kept between requests:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
@@ -116,8 +116,20 @@ def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any
 
 
 _COLUMNS, _JOINS = group_and_node(bindparam("machine"), bindparam("app"))
+# The instance row's attributes come along (NULLs for none): an upsert that would change
+# nothing is not sent (see instance_unchanged).
+# Instance attributes the node sent replace the stored ones; empty ones keep them (as the
+# ORM handler does), and an unchanged row is not rewritten.
+_INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
+_stored = attrgetter(*(f"stored_{a}" for a in _INSTANCE_ATTRS))
 _SELECT_GROUP_AND_NODE = Prepared(
-    select(*_COLUMNS).select_from(_JOINS).where(_GROUP.c.id == bindparam("group"))
+    select(
+        *_COLUMNS,
+        _INSTANCE.c.id.label("stored_id"),
+        *(_INSTANCE.c[a].label(f"stored_{a}") for a in _INSTANCE_ATTRS),
+    )
+    .select_from(_JOINS.outerjoin(_INSTANCE, _INSTANCE.c.id == bindparam("machine")))
+    .where(_GROUP.c.id == bindparam("group"))
 )
 _SELECT_FLOORS = Prepared(
     select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
@@ -167,9 +179,6 @@ _INSERT_HISTORY = Prepared(
         )
     )
 )
-# Instance attributes the node sent replace the stored ones; empty ones keep them (as the
-# ORM handler does), and an unchanged row is not rewritten.
-_INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
 
 
 def _instance_upsert(insert: Callable[[Table], Any]) -> Prepared:
@@ -266,9 +275,25 @@ def connection(session: Session) -> Connection:
     return conn
 
 
-def apply(conn: Connection, writes: Writes) -> None:
-    """Run ``writes`` inside ``conn``'s transaction (the row read in the same transaction)."""
-    _UPSERT_INSTANCE[conn.dialect.name].run(conn, _v(writes.instance))
+def instance_unchanged(writes: Writes, stored: Sequence[Any] | None) -> bool:
+    """Whether ``writes``' instance upsert would change nothing in the instance row as read
+    (``stored``: its :data:`_INSTANCE_ATTRS`, ``None`` for no row): the row exists and every
+    attribute the node sent is empty or already stored. (A first contact with the application
+    always sends it.)"""
+    if stored is None or writes.new_node is not None:
+        return False
+    given = writes.instance
+    return all(
+        given[a] == "" or given[a] == value
+        for a, value in zip(_INSTANCE_ATTRS, stored, strict=True)
+    )
+
+
+def apply(conn: Connection, writes: Writes, *, instance: bool = True) -> None:
+    """Run ``writes`` inside ``conn``'s transaction (the row read in the same transaction);
+    ``instance=False`` leaves out the instance upsert (:func:`instance_unchanged`)."""
+    if instance:
+        _UPSERT_INSTANCE[conn.dialect.name].run(conn, _v(writes.instance))
     if writes.new_node is not None:
         _INSERT_IA.run(conn, _v(writes.new_node))
     if writes.node_update is not None:
@@ -321,9 +346,11 @@ class FastPath:
         rows = _SELECT_GROUP_AND_NODE.rows(
             conn, {"group": candidate.group_id, "machine": candidate.machine, "app": app_id}
         )
-        response, writes = self.decide(session, candidate, rows[0] if rows else None, ip, now, {})
+        row = rows[0] if rows else None
+        response, writes = self.decide(session, candidate, row, ip, now, {})
         if writes is not None:
-            apply(conn, writes)
+            stored = _stored(row) if row is not None and row.stored_id is not None else None
+            apply(conn, writes, instance=not instance_unchanged(writes, stored))
         self.answered += 1
         return response
 
