@@ -116,10 +116,9 @@ def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any
 
 
 _COLUMNS, _JOINS = group_and_node(bindparam("machine"), bindparam("app"))
-# The instance row's attributes come along (NULLs for none): an upsert that would change
-# nothing is not sent (see instance_unchanged).
 # Instance attributes the node sent replace the stored ones; empty ones keep them (as the
-# ORM handler does), and an unchanged row is not rewritten.
+# ORM handler does). The read returns the stored ones (NULLs for no row), so an upsert that
+# would change nothing is not sent (instance_unchanged).
 _INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
 _stored = attrgetter(*(f"stored_{a}" for a in _INSTANCE_ATTRS))
 _SELECT_GROUP_AND_NODE = Prepared(

@@ -36,14 +36,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
-from railcar.server.fastpath import (
-    Candidate,
-    FastPath,
-    Handoff,
-    Writes,
-    group_and_node,
-)
-from railcar.server.fastpath import instance_unchanged as stored_unchanged
+from railcar.server import fastpath
+from railcar.server.fastpath import Candidate, FastPath, Handoff, Writes, group_and_node
 from railcar.server.models import Group, Instance
 
 _GROUP = cast(Table, Group.__table__)
@@ -149,7 +143,7 @@ def _json(value: Any) -> str:
 
 def instance_unchanged(writes: Writes, row: Any) -> bool:
     """:func:`railcar.server.fastpath.instance_unchanged` for a :data:`READ` row."""
-    return stored_unchanged(writes, row.instance)
+    return fastpath.instance_unchanged(writes, row.instance)
 
 
 def write_params(
