@@ -84,7 +84,7 @@ def _queries(seen: list[str]) -> list[str]:
     return [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")]
 
 
-def test_known_up_to_date_node_costs_three_statements(fast_fleet: Fleet) -> None:
+def test_known_up_to_date_node_costs_two_statements(fast_fleet: Fleet) -> None:
     warm_up(fast_fleet)
     fast_fleet.post(MACHINES[0], "2.0.0")
     fast_fleet.clock.advance(minutes=45)
@@ -92,8 +92,22 @@ def test_known_up_to_date_node_costs_three_statements(fast_fleet: Fleet) -> None
         answer = fast_fleet.post(MACHINES[0], "2.0.0", events=(Event(3, 2, None, ""),))
     assert answer.apps[0].updatecheck is not None
     assert answer.apps[0].updatecheck.status == "noupdate"
-    # group and node rows, instance upsert, instance-app refresh (> 5 min since)
-    assert _queries(seen) == ["SELECT", "INSERT", "UPDATE"]
+    # group, node and instance rows, instance-app refresh (> 5 min since); no instance
+    # upsert: nothing the node sent differs from the stored row
+    assert _queries(seen) == ["SELECT", "UPDATE"]
+
+
+def test_a_node_reporting_a_new_address_gets_its_instance_row_rewritten(
+    fast_fleet: Fleet,
+) -> None:
+    warm_up(fast_fleet)
+    fast_fleet.post(MACHINES[0], "2.0.0")
+    with statements(fast_fleet) as seen:
+        fast_fleet.handler.handle(fast_fleet.request(MACHINES[0], "2.0.0"), "10.0.0.9")
+    assert _queries(seen) == ["SELECT", "INSERT"]  # group, node and instance rows; upsert
+    with fast_fleet.db.read() as s:
+        stored = s.get(Instance, MACHINES[0])
+        assert stored is not None and stored.ip == "10.0.0.9"
 
 
 def test_policy_refusal_is_answered_by_the_fast_path(fast_fleet: Fleet) -> None:

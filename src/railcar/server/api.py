@@ -607,14 +607,21 @@ def _serve_package(request: Request, package_id: str, filename: str) -> Response
 
 
 def client_ip(request: Request) -> str:
-    """First X-Forwarded-For entry if it is an address, else the peer (as Nebraska)."""
-    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    if forwarded:
-        try:
-            return str(ipaddress.ip_address(forwarded))
-        except ValueError:
-            pass
-    return request.client.host if request.client else ""
+    """First X-Forwarded-For entry if it is an address, else the peer (as Nebraska).
+
+    Read from the ASGI scope: ``request.headers`` and ``request.client`` build objects on
+    every Omaha request for one look-up each."""
+    for name, value in request.scope["headers"]:
+        if name == b"x-forwarded-for":  # ASGI header names are lower case
+            forwarded = value.decode("latin-1").split(",")[0].strip()
+            if forwarded:
+                try:
+                    return str(ipaddress.ip_address(forwarded))
+                except ValueError:
+                    pass
+            break  # as headers.get: the first such header only
+    client = request.scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _group_stats(s: Session, group: Group, now: datetime) -> GroupStatsOut:

@@ -23,7 +23,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -42,11 +42,12 @@ AnswerBatch = Callable[[list[tuple[Request, str]]], list[Response | None]]
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item(Generic[T]):
     request: Request
     ip: str
-    future: Future[T] = field(default_factory=Future)
+    # Set for requests from a thread: the caller waits on it.
+    future: Future[T] | None = None
     # Set for requests from an event loop: answered on it, one wake-up per batch and loop
     # (waking a loop from another thread costs a pipe write and a GIL hand-over each).
     loop: asyncio.AbstractEventLoop | None = None
@@ -55,6 +56,7 @@ class _Item(Generic[T]):
     def live(self) -> bool:
         if self.waiter is not None:
             return not self.waiter.cancelled()
+        assert self.future is not None
         return self.future.set_running_or_notify_cancel()
 
 
@@ -80,17 +82,16 @@ class _Writer(Generic[T]):
         self.requests = 0
 
     def submit(self, request: Request, ip: str) -> Future[T]:
-        item: _Item[T] = _Item(request, ip)
-        self._enqueue(item)
-        return item.future
+        future: Future[T] = Future()
+        self._enqueue(_Item(request, ip, future))
+        return future
 
     async def answer(self, request: Request, ip: str) -> T:
         """:meth:`submit` for a caller on an event loop."""
         loop = asyncio.get_running_loop()
-        item: _Item[T] = _Item(request, ip, loop=loop, waiter=loop.create_future())
-        self._enqueue(item)
-        assert item.waiter is not None
-        return await item.waiter
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._enqueue(_Item(request, ip, loop=loop, waiter=waiter))
+        return await waiter
 
     def _enqueue(self, item: _Item[T]) -> None:
         if self._thread is None:
@@ -141,7 +142,9 @@ class _Writer(Generic[T]):
         for item, answer in answers:
             if item.loop is not None and item.waiter is not None:
                 by_loop.setdefault(item.loop, []).append((item.waiter, answer))
-            elif isinstance(answer, BaseException):
+                continue
+            assert item.future is not None  # a request from a thread (submit)
+            if isinstance(answer, BaseException):
                 item.future.set_exception(answer)
             else:
                 item.future.set_result(answer)

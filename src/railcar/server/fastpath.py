@@ -31,11 +31,11 @@ The only state kept between requests:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from operator import attrgetter
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, case, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,6 +69,11 @@ _CHANNEL = cast(Table, Channel.__table__)
 _PACKAGE = cast(Table, Package.__table__)
 _FLOOR = cast(Table, ChannelFloor.__table__)
 
+# The group's columns the fast path reads: its id, application and policy (policy_of).
+_POLICY_COLUMNS = tuple(c.name for c in _GROUP.c if c.name.startswith("policy_"))
+_GROUP_COLUMNS = [_GROUP.c.id, _GROUP.c.application_id, *(_GROUP.c[c] for c in _POLICY_COLUMNS)]
+_policy_key = attrgetter(*_POLICY_COLUMNS)
+
 # A fleet reports few distinct versions: parse each once (bounded; Version is immutable).
 _version = lru_cache(maxsize=1024)(Version.parse)
 _valid = lru_cache(maxsize=1024)(is_valid)
@@ -83,7 +88,7 @@ def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any
     instance-application row (outer-joined: NULLs for a first contact). ``source``: a
     (selectable, condition) the group is joined to (else the group table starts)."""
     columns = [
-        *_GROUP.c,
+        *_GROUP_COLUMNS,
         _CHANNEL.c.arch.label("channel_arch"),
         _PACKAGE.c.version.label("package_version"),
         _PACKAGE.c.url.label("package_url"),
@@ -111,8 +116,19 @@ def group_and_node(machine: Any, app: Any, source: Any = None) -> tuple[list[Any
 
 
 _COLUMNS, _JOINS = group_and_node(bindparam("machine"), bindparam("app"))
+# Instance attributes the node sent replace the stored ones; empty ones keep them (as the
+# ORM handler does). The read returns the stored ones (NULLs for no row), so an upsert that
+# would change nothing is not sent (instance_unchanged).
+_INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
+_stored = attrgetter(*(f"stored_{a}" for a in _INSTANCE_ATTRS))
 _SELECT_GROUP_AND_NODE = Prepared(
-    select(*_COLUMNS).select_from(_JOINS).where(_GROUP.c.id == bindparam("group"))
+    select(
+        *_COLUMNS,
+        _INSTANCE.c.id.label("stored_id"),
+        *(_INSTANCE.c[a].label(f"stored_{a}") for a in _INSTANCE_ATTRS),
+    )
+    .select_from(_JOINS.outerjoin(_INSTANCE, _INSTANCE.c.id == bindparam("machine")))
+    .where(_GROUP.c.id == bindparam("group"))
 )
 _SELECT_FLOORS = Prepared(
     select(_PACKAGE.c.version, _PACKAGE.c.url, _PACKAGE.c.hosted)
@@ -127,8 +143,11 @@ def _values(table: Table, *columns: str) -> dict[str, Any]:
     return {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
 
 
+_V_NAMES = {c.key: f"v_{c.key}" for table in (_IA, _INSTANCE, _HISTORY) for c in table.c}
+
+
 def _v(values: dict[str, Any]) -> dict[str, Any]:
-    return {f"v_{k}": v for k, v in values.items()}
+    return {_V_NAMES[k]: v for k, v in values.items()}
 
 
 _IA_COLUMNS = (
@@ -159,9 +178,6 @@ _INSERT_HISTORY = Prepared(
         )
     )
 )
-# Instance attributes the node sent replace the stored ones; empty ones keep them (as the
-# ORM handler does), and an unchanged row is not rewritten.
-_INSTANCE_ATTRS = ("ip", "alias", "oem", "oem_version", "aleph_version")
 
 
 def _instance_upsert(insert: Callable[[Table], Any]) -> Prepared:
@@ -184,8 +200,7 @@ _UPSERT_INSTANCE = {
 }
 
 
-@dataclass(frozen=True)
-class GroupView:
+class GroupView(NamedTuple):
     """What the fast path needs of a group, read in one statement per request."""
 
     id: str
@@ -196,8 +211,7 @@ class GroupView:
     policy: GroupPolicy
 
 
-@dataclass(frozen=True)
-class NodeView:
+class NodeView(NamedTuple):
     """The node's row for this application, as it was before the request."""
 
     group_id: str | None
@@ -209,14 +223,12 @@ class NodeView:
     last_update_version: str | None
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     version: str
     servable: bool  # has a URL, or is hosted by a server that knows its base URL
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A request the fast path may answer, with the group its (app, track, arch) resolved to."""
 
     request: Request
@@ -228,8 +240,7 @@ class Candidate:
     key: tuple[str, str, str]  # the resolution cache's key
 
 
-@dataclass(frozen=True)
-class Writes:
+class Writes(NamedTuple):
     """What a fast-path answer writes — the ORM handler's exact effects — as column values."""
 
     instance: dict[str, Any]  # instance upsert: id, hidden, created_ts and the attributes given
@@ -239,14 +250,49 @@ class Writes:
     node: NodeView | None  # the row as read: what a writer outside the read's snapshot checks
 
 
+# The views above are named tuples, not frozen dataclasses: built several times per request,
+# a tuple costs a third of a frozen dataclass's __init__.
+
+
 class Handoff(Exception):  # noqa: N818 - control flow, not an error
     """The request needs the ORM handler (same transaction, nothing written yet that it
     would not write itself)."""
 
 
-def apply(conn: Connection, writes: Writes) -> None:
-    """Run ``writes`` inside ``conn``'s transaction (the row read in the same transaction)."""
-    _UPSERT_INSTANCE[conn.dialect.name].run(conn, _v(writes.instance))
+_CONNECTION = "railcar.fastpath.connection"  # session.info: (transaction, its connection)
+
+
+def connection(session: Session) -> Connection:
+    """``session.connection()``, looked up once per transaction: each call walks SQLAlchemy's
+    transaction state, which cost more than some of the statements run on it."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cast(Connection, cached[1])
+    conn = session.connection()
+    session.info[_CONNECTION] = (session.get_transaction(), conn)
+    return conn
+
+
+def instance_unchanged(writes: Writes, stored: Sequence[Any] | None) -> bool:
+    """Whether ``writes``' instance upsert would change nothing in the instance row as read
+    (``stored``: its :data:`_INSTANCE_ATTRS`, ``None`` for no row): the row exists and every
+    attribute the node sent is empty or already stored. (A first contact with the application
+    always sends it.)"""
+    if stored is None or writes.new_node is not None:
+        return False
+    given = writes.instance
+    return all(
+        given[a] == "" or given[a] == value
+        for a, value in zip(_INSTANCE_ATTRS, stored, strict=True)
+    )
+
+
+def apply(conn: Connection, writes: Writes, *, instance: bool = True) -> None:
+    """Run ``writes`` inside ``conn``'s transaction (the row read in the same transaction);
+    ``instance=False`` leaves out the instance upsert (:func:`instance_unchanged`)."""
+    if instance:
+        _UPSERT_INSTANCE[conn.dialect.name].run(conn, _v(writes.instance))
     if writes.new_node is not None:
         _INSERT_IA.run(conn, _v(writes.new_node))
     if writes.node_update is not None:
@@ -280,6 +326,7 @@ class FastPath:
         self._groups: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._stats: dict[tuple[str, str, GroupPolicy], tuple[GroupStats, float, datetime, int]]
         self._stats = {}
+        self._policies: dict[tuple[Any, ...], GroupPolicy] = {}
         self.answered = 0  # requests answered without the ORM handler
 
     # -- the request -------------------------------------------------------------------------
@@ -294,13 +341,15 @@ class FastPath:
         now: datetime,
     ) -> AppResponse:
         candidate = self.candidate(session, request, app, app_id)
-        conn = session.connection()
+        conn = connection(session)
         rows = _SELECT_GROUP_AND_NODE.rows(
             conn, {"group": candidate.group_id, "machine": candidate.machine, "app": app_id}
         )
-        response, writes = self.decide(session, candidate, rows[0] if rows else None, ip, now, {})
+        row = rows[0] if rows else None
+        response, writes = self.decide(session, candidate, row, ip, now, {})
         if writes is not None:
-            apply(conn, writes)
+            stored = _stored(row) if row is not None and row.stored_id is not None else None
+            apply(conn, writes, instance=not instance_unchanged(writes, stored))
         self.answered += 1
         return response
 
@@ -358,6 +407,16 @@ class FastPath:
 
     # -- lookups -------------------------------------------------------------------------------
 
+    def _policy(self, row: Any) -> GroupPolicy:
+        """The group's policy, built once per distinct set of policy columns."""
+        key = _policy_key(row)
+        policy = self._policies.get(key)
+        if policy is None:
+            if len(self._policies) > MAX_CACHED_GROUPS:
+                self._policies.clear()
+            policy = self._policies[key] = self._policy_of(row)
+        return policy
+
     def _views(self, candidate: Candidate, row: Any) -> tuple[GroupView, NodeView | None]:
         if (
             row is None
@@ -372,7 +431,7 @@ class FastPath:
             package_version=row.package_version,
             package_servable=bool(row.package_url) or bool(row.package_hosted and self._hosted),
             has_floors=bool(row.has_floors),
-            policy=self._policy_of(row),
+            policy=self._policy(row),
         )
         if row.ia_instance_id is None:
             return group, None
@@ -397,12 +456,12 @@ class FastPath:
         if group.package_version is None:
             raise Handoff  # "no package" is recorded as activity by the ORM handler
         target = _version(group.package_version)
-        if current >= target:
+        if not current < target:  # Version's >= goes through total_ordering: twice the work
             return None
         if group.has_floors:
             rows = floors.get(group.id)
             if rows is None:
-                rows = _SELECT_FLOORS.rows(session.connection(), {"group": group.id})
+                rows = _SELECT_FLOORS.rows(connection(session), {"group": group.id})
                 floors[group.id] = rows
             steps = sorted(
                 (r for r in rows if current < _version(r.version) <= target),

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from railcar.omaha.model import Request, Response
+from railcar.server import fastpath
 from railcar.server.fastpath import Candidate, FastPath, Handoff, Writes, group_and_node
 from railcar.server.models import Group, Instance
 
@@ -141,15 +142,8 @@ def _json(value: Any) -> str:
 
 
 def instance_unchanged(writes: Writes, row: Any) -> bool:
-    """Whether ``writes``' instance upsert would change nothing in the instance row as read
-    (``row``: the READ row): the row exists and every attribute the node sent is empty or
-    already stored. (A first contact with the application always sends it.)"""
-    if row.instance is None or writes.new_node is not None:
-        return False
-    given = writes.instance
-    return all(
-        given[a] == "" or given[a] == stored for a, stored in zip(_ATTRS, row.instance, strict=True)
-    )
+    """:func:`railcar.server.fastpath.instance_unchanged` for a :data:`READ` row."""
+    return fastpath.instance_unchanged(writes, row.instance)
 
 
 def write_params(
