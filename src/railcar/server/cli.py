@@ -300,7 +300,13 @@ def run(
     """Serve the Omaha endpoint, the admin API and /metrics until interrupted."""
     import uvicorn
 
-    from railcar.server.api import WORKER_CONFIG_ENV, ServerSettings, create_app, limit_threads
+    from railcar.server.api import (
+        WORKER_CONFIG_ENV,
+        ServerSettings,
+        create_app,
+        freeze_startup_heap,
+        limit_threads,
+    )
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -331,6 +337,7 @@ def run(
         if workers == 1:
             app = create_app(db, settings)
             limit_threads(app, workers_threads)
+            freeze_startup_heap(app)
             uvicorn.run(app, access_log=False, **options)
         else:
             os.environ[WORKER_CONFIG_ENV] = json.dumps(
