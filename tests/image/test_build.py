@@ -119,8 +119,12 @@ def test_first_boot_runs_ignition_once(image: BuildResult, tmp_path: Path) -> No
         check=True,
     ).stdout.split()  # fmt: skip
     for path in ("usr/bin/ignition", "usr/lib/systemd/system-generators/ignition-generator",
-                 "usr/lib/railcar/railcar-disk-guid", "usr/sbin/sgdisk"):  # fmt: skip
+                 "usr/lib/railcar/railcar-disk-guid", "usr/sbin/sgdisk",
+                 "etc/udev/rules.d/90-railcar-disk-guid.rules"):  # fmt: skip
         assert path in listing, path
+    # the disk-GUID unit is queued by udev for a disk with the build's GUID only, so later boots
+    # do not hold ROOT's mount behind it
+    assert not [p for p in listing if p.endswith(".wants/railcar-disk-guid.service")]
     # only the filesystems the initrd mounts (dracut.conf filesystems+=), not all of the kernel's
     modules = f"usr/lib/modules/{image.kernel_version}/kernel/fs"
     fs = {p.split("/")[6] for p in listing if p.startswith(modules + "/") and p.endswith(".ko")}

@@ -38,6 +38,5 @@ install() {
         "$systemdsystemunitdir/railcar-disk-guid.service"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd-root-device.target \
         railcar-usr-verity.service
-    $SYSTEMCTL -q --root "$initdir" add-wants initrd-root-device.target \
-        railcar-disk-guid.service
+    inst_rules "$moddir/90-railcar-disk-guid.rules"
 }
