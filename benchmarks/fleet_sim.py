@@ -22,6 +22,8 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -226,6 +228,24 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+_BATCH_METRICS = ("railcar_omaha_write_batches_total", "railcar_omaha_batched_requests_total")
+
+
+def batch_counts(port: int) -> tuple[float, float] | None:
+    """The writer thread's (batches, requests) so far from the server's /metrics; ``None`` for a
+    server without them (the noupdate stack)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+    except urllib.error.HTTPError:
+        return None
+    lines = text.splitlines()
+    found = dict(line.split(" ", 1) for line in lines if line.startswith(_BATCH_METRICS))
+    if set(found) != set(_BATCH_METRICS):
+        return None
+    return float(found[_BATCH_METRICS[0]]), float(found[_BATCH_METRICS[1]])
+
+
 def measure(
     name: str, base: str, args: argparse.Namespace, pids: tuple[int, ...]
 ) -> dict[str, float]:
@@ -237,9 +257,11 @@ def measure(
     cpu = [tree_cpu(pid) for pid in pids]
     lat = asyncio.run(open_loop(port, args.rate, args.seconds, args.machines))
     cpu_open = [tree_cpu(pid) - before for pid, before in zip(pids, cpu, strict=True)]
+    batches = batch_counts(port)  # scraped outside the CPU windows: /metrics queries the fleet
     cpu = [tree_cpu(pid) for pid in pids]
     count, elapsed = asyncio.run(closed_loop(port, args.concurrency, args.seconds, args.machines))
     cpu_closed = [tree_cpu(pid) - before for pid, before in zip(pids, cpu, strict=True)]
+    batches_after = batch_counts(port)
     result = {
         "open_loop_rate": args.rate,
         "p50_ms": 1000 * statistics.median(lat),
@@ -249,13 +271,23 @@ def measure(
         "server_cpu_ms_per_request_open": 1000 * cpu_open[0] / len(lat),
         "server_cpu_ms_per_request_closed": 1000 * cpu_closed[0] / count,
     }
+    if batches is not None and batches_after is not None and batches_after[0] > batches[0]:
+        # requests per writer batch in the closed loop (PostgreSQL: fast-path requests only)
+        result["mean_batch_closed"] = (batches_after[1] - batches[1]) / (
+            batches_after[0] - batches[0]
+        )
     if len(pids) > 1:
         result["db_cpu_ms_per_request_closed"] = 1000 * cpu_closed[1] / count
     print(
         f"{name:<12} p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms at "
         f"{args.rate:.0f} req/s;  max {result['max_req_per_s']:7.1f} req/s;  server CPU "
         f"{result['server_cpu_ms_per_request_open']:.2f} ms/request open loop, "
-        f"{result['server_cpu_ms_per_request_closed']:.2f} closed loop",
+        f"{result['server_cpu_ms_per_request_closed']:.2f} closed loop"
+        + (
+            f", batches of {result['mean_batch_closed']:.1f}"
+            if "mean_batch_closed" in result
+            else ""
+        ),
         file=sys.stderr,
     )
     return result

@@ -150,6 +150,13 @@ def test_release_and_grant_over_http(api: Api) -> None:
     assert (
         'railcar_instances{channel="stable",status="update_granted",version="1.0.0"} 1.0' in metrics
     )
+    # the writer thread's batches; SQLite's group commit answers every Omaha request, so the one
+    # request was a batch of one (PostgreSQL's fast batches take only fast-path requests)
+    state = api.client.app.state  # type: ignore[attr-defined]
+    batches, requests = state.handler.batches_written
+    assert f"railcar_omaha_write_batches_total {float(batches)}" in metrics
+    assert f"railcar_omaha_batched_requests_total {float(requests)}" in metrics
+    assert (batches, requests) == ((1, 1) if state.db.is_sqlite else (0, 0))
 
 
 def test_instance_events_show_error_codes(api: Api) -> None:

@@ -206,7 +206,7 @@ def create_app(db: Database, settings: ServerSettings | None = None) -> FastAPI:
     handler = OmahaHandler(
         db, clock=settings.clock, hosted_base_url=settings.hosted_base_url, group_commit=True
     )
-    metrics = ServerMetrics(db, settings.clock)
+    metrics = ServerMetrics(db, settings.clock, lambda: handler.batches_written)
     app = FastAPI(title="Railcar update server", version=__version__)
     app.state.db, app.state.settings = db, settings
     app.state.metrics, app.state.handler = metrics, handler

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -63,8 +63,36 @@ class _FleetCollector(Collector):
         yield by_version
 
 
+class _BatchCollector(Collector):
+    """The Omaha writer thread's batches, read at scrape time (nothing per request): the mean
+    batch size is the rate of the second over the rate of the first."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        batches, requests = self._counts()
+        yield CounterMetricFamily(
+            "railcar_omaha_write_batches",
+            "Batches the Omaha writer thread answered (SQLite: transactions of the group"
+            " commit; PostgreSQL: fast-path batches)",
+            value=batches,
+        )
+        yield CounterMetricFamily(
+            "railcar_omaha_batched_requests",
+            "Omaha requests answered in those batches",
+            value=requests,
+        )
+
+
 class ServerMetrics:
-    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        batches: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        """``batches``: the Omaha writer's (batches, requests) so far, if it batches."""
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "railcar_omaha_request_seconds",
@@ -90,6 +118,8 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(_FleetCollector(db, clock))
+        if batches is not None:
+            self.registry.register(_BatchCollector(batches))
         # Labelled children, kept once first used: labels() validates and locks on each call.
         self._events: dict[tuple[str, str], Counter] = {}
         self._checks: dict[str, Counter] = {}
