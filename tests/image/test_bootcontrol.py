@@ -13,6 +13,8 @@ from railcar.gpt import GptDisk, GptPrio
 from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import (
     ENTRIES_DIR,
+    FIRST_BOOT_FLAG,
+    IGNITION_FIRSTBOOT,
     DirectoryEsp,
     MtoolsEsp,
     SystemdBootEntries,
@@ -170,3 +172,25 @@ def test_slot_being_overwritten_has_no_entry(disk: Path, tmp_path: Path) -> None
             control.mark_unbootable(Slot.A)
     assert _cgpt(disk, 4) == (0, 0, 0)
     assert _entries(disk) == ["railcar-a.conf"]
+
+
+def test_interrupted_end_of_first_boot_is_finished_by_the_next_boot(
+    disk: Path, tmp_path: Path
+) -> None:
+    """The provisioning boot's end re-projected the entries without Ignition's options, then
+    the node lost power before the flag went. The next boot (no ``ignition.firstboot``) removes
+    the flag, so a later projection cannot give the entries Ignition's options again."""
+    esp = _esp(disk)
+    esp.write(FIRST_BOOT_FLAG, b"")
+    booted = "root=LABEL=ROOT mount.usr=/dev/mapper/usr verity.usrhash=ab"
+    with GptDisk.open(disk, writable=True) as gpt:
+        control = _control(gpt, disk, Slot.A)
+        # the provisioning boot itself is railcar-first-boot.service's to end
+        assert not control.finish_interrupted_first_boot(f"{booted} {IGNITION_FIRSTBOOT}")
+        assert "first_boot" in esp.list("railcar")
+        assert control.finish_interrupted_first_boot(booted)
+        assert not control.finish_interrupted_first_boot(booted)  # once only
+    assert "first_boot" not in esp.list("railcar")
+    _install_b_from_a(disk, tmp_path)  # a later projection of the entries
+    for name in _entries(disk):
+        assert IGNITION_FIRSTBOOT not in esp.read(f"{ENTRIES_DIR}/{name}").decode(), name

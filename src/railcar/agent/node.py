@@ -194,6 +194,18 @@ def finish_first_boot(options: NodeOptions) -> bool:
         return isinstance(boot, SystemdBootControl) and boot.finish_first_boot()
 
 
+def _finish_interrupted_first_boot(
+    boot: BootControl, cmdline: Path = Path("/proc/cmdline")
+) -> None:
+    """The running node's side of ADR 0016: a first-boot flag that outlived its provisioning boot
+    is removed here (railcar-first-boot.service runs only while the command line says
+    ``ignition.firstboot``)."""
+    from railcar.image.bootcontrol import SystemdBootControl
+
+    if isinstance(boot, SystemdBootControl):
+        boot.finish_interrupted_first_boot(cmdline.read_text())
+
+
 def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
     """A driver over the real node (or image); resources close with ``stack``."""
     config_root = options.config_root
@@ -205,6 +217,8 @@ def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:
     keys = trusted_keys(options)
     slots = open_slots(options, stack)
     boot, entries = slots.boot, slots.entries
+    if options.disk is None:
+        _finish_interrupted_first_boot(boot)
     hook: PostinstallHook | None = None
     if options.postinstall_hook:
         hook = CommandHook(options.postinstall_hook)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from railcar.agent.slots import BootedSlotTargetError, GptBootControl, Slot, slot_numbers
 from railcar.gpt import GptDisk, GptEntry, GptPrio, prio_of, set_prio
-from railcar.image.bootentries import FIRST_BOOT_FLAG, SystemdBootEntries
+from railcar.image.bootentries import FIRST_BOOT_FLAG, IGNITION_FIRSTBOOT, SystemdBootEntries
 
 
 class SystemdBootControl:
@@ -116,6 +116,16 @@ class SystemdBootControl:
         self._project(first_boot=False)
         self.entries.esp.remove(FIRST_BOOT_FLAG)
         return True
+
+    def finish_interrupted_first_boot(self, cmdline: str) -> bool:
+        """Finish a provisioning boot whose end was cut short between the two steps of
+        :meth:`finish_first_boot`: the flag is still on the ESP, but this boot's kernel command
+        line (``cmdline``) has no ``ignition.firstboot``, so ``railcar-first-boot.service`` did
+        not run. Left alone, the next projection (an install) would give the entries Ignition's
+        options again. False when there was nothing to do, or this is the provisioning boot."""
+        if IGNITION_FIRSTBOOT in cmdline.split():
+            return False  # the provisioning boot itself: railcar-first-boot.service ends it
+        return self.finish_first_boot()
 
     def _project(self, *, first_boot: bool | None = None) -> None:
         numbers = slot_numbers(self.disk.table)
