@@ -17,6 +17,7 @@ root.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 from contextlib import ExitStack
@@ -47,6 +48,8 @@ from railcar.gpt import GptDisk
 from railcar.omaha.model import Request, Response
 from railcar.payload.signing import TrustedKeys
 from railcar.progress import NO_PROGRESS
+
+log = logging.getLogger(__name__)
 
 # Where images carry the payload verification key (railcar.release.keys PUBLIC_KEY_NAME), and
 # where Flatcar's update_engine reads its own (spec §4.6).
@@ -202,8 +205,13 @@ def _finish_interrupted_first_boot(
     ``ignition.firstboot``)."""
     from railcar.image.bootcontrol import SystemdBootControl
 
-    if isinstance(boot, SystemdBootControl):
-        boot.finish_interrupted_first_boot(cmdline.read_text())
+    if not isinstance(boot, SystemdBootControl):
+        return
+    try:
+        if boot.finish_interrupted_first_boot(cmdline.read_text()):
+            log.info("finished an interrupted first boot: first-boot flag removed from the ESP")
+    except OSError as exc:  # the ESP or /proc: updates still work, so go on without it
+        log.warning("could not finish an interrupted first boot: %s", exc)
 
 
 def build_driver(options: NodeOptions, stack: ExitStack) -> Driver:

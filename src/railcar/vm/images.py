@@ -175,16 +175,29 @@ def _build(variant: Variant, home: Path, cache: Path, key: Path) -> None:
     else:
         shutil.copyfile(out / UPDATE_GZ, home / UPDATE_GZ)
     (home / "done").write_text("")
-    _prune(home.parent)
+    with cache_lock(cache, "vm-images-prune"):  # one pruner at a time across workers
+        _prune(home.parent)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _prune(directory: Path, keep: int = 2) -> None:
-    """Keep the newest builds per version (a run still using the previous one keeps it)."""
-    by_version: dict[str, list[Path]] = {}
+    """Keep the newest builds per version (a run still using the previous one keeps it).
+
+    Builders of other versions run meanwhile (each holds only its version's lock), so an entry
+    listed here may be gone by the time it is looked at: it is skipped, not an error."""
+    by_version: dict[str, list[tuple[float, Path]]] = {}
     for entry in directory.iterdir():
         if entry.is_dir() and entry.name != "keys" and "-" in entry.name:
-            by_version.setdefault(entry.name.split("-", 1)[0], []).append(entry)
+            mtime = _mtime(entry)
+            if mtime is not None:
+                by_version.setdefault(entry.name.split("-", 1)[0], []).append((mtime, entry))
     for entries in by_version.values():
-        entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[keep:]:
+        entries.sort(reverse=True)
+        for _, old in entries[keep:]:
             shutil.rmtree(old, ignore_errors=True)
