@@ -131,6 +131,19 @@ class Rootfs:
     resolution_reused: bool = False  # the package versions came from an earlier resolution
 
 
+def uv_command() -> str:
+    """uv, which builds Railcar's wheel: the one running us (``uv run`` sets ``$UV``), else the
+    one on PATH, else where scripts/setup installs it (``$RAILCAR_TOOLS/bin/uv``)."""
+    tools = Path(os.environ.get("RAILCAR_TOOLS", "/opt/railcar-tools"))
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), str(tools / "bin" / "uv")):
+        if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
+            return candidate
+    raise RootfsError(
+        "uv is not installed: it builds the Railcar wheel that goes into the image",
+        hint="run scripts/setup, or put uv on PATH or in $UV",
+    )
+
+
 def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
     """Railcar's wheel and its locked dependencies, built and downloaded once per lock."""
     root = project_root()
@@ -139,7 +152,7 @@ def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
         return house
     shutil.rmtree(house, ignore_errors=True)
     house.mkdir(parents=True)
-    uv = shutil.which("uv") or "uv"
+    uv = uv_command()
     run([uv, "build", "--wheel", "--out-dir", house, root], cwd=root)
     requirements = house / "requirements.txt"
     requirements.write_text(
