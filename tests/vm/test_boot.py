@@ -16,7 +16,7 @@ from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
 from railcar.image.disk import copy_sparse
 from railcar.image.layout import disk_layout
-from railcar.vm import Vm, VmConfig
+from railcar.vm import Accel, Vm, VmConfig
 from railcar.vm.containerimage import busybox_image
 from railcar.vm.hostserver import free_port
 from railcar.vm.images import VARIANTS, suite_image, variant_spec
@@ -86,6 +86,7 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         usr = root.run("findmnt -n -o SOURCE,OPTIONS /usr").split()
         entry = root.run("cat /boot/loader/entries/railcar-a.conf")
         flag = root.run("ls /boot/railcar")
+        cpu_flags = root.run("grep -m1 '^flags' /proc/cpuinfo").split()
         tarball = tmp_path / "hello.tar"
         busybox_image(tarball, "railcar-test/hello:1")
         root.run("cat > /root/hello.tar", stdin=tarball.read_bytes())
@@ -107,6 +108,8 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     # Ignition ran on this first boot only: the loader entry no longer asks for it.
     assert "ignition.firstboot" not in entry and "first_boot" not in flag.split()
     assert "hello from railcar-test/hello:1" in docker
+    if config.accel is Accel.TCG:  # ADR 0025: no byte-string instructions for TCG to crawl through
+        assert "sse4_2" in cpu_flags and "erms" not in cpu_flags
     assert "hello from railcar-test/hello:1" in ctr
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from railcar.cli import cli
 from railcar.vm import Accel, Vm, VmConfig, VmError
+from railcar.vm.qemu import TCG_CPU
 
 
 def _image(tmp_path: Path, fmt: str) -> Path:
@@ -71,3 +72,30 @@ def test_cli_until_a_marker_that_never_comes(tmp_path: Path, cli_runner: CliRunn
     )  # fmt: skip
     assert result.exit_code == 1
     assert "did not show 'NEVER' within 2 s" in result.output
+
+
+def test_tcg_guest_cpu_has_no_byte_string_features(tmp_path: Path) -> None:
+    """QEMU accepts TCG_CPU and the vCPU it makes really lacks ERMS/FSRM (ADR 0025): asked over
+    QMP, not read back from our own command line."""
+    config = VmConfig(image=tmp_path / "x", run_dir=tmp_path, accel=Accel.TCG)
+    command = Vm(config).command()
+    cpu = command[command.index("-cpu") + 1]
+    assert cpu == TCG_CPU
+    path = "/machine/unattached/device[0]"  # q35's first vCPU; checked against query-cpus-fast
+    asks = [{"execute": "qmp_capabilities"}, {"execute": "query-cpus-fast"}] + [
+        {"execute": "qom-get", "arguments": {"path": path, "property": name}}
+        for name in ("erms", "fsrm", "sse4.2")
+    ]
+    done = subprocess.run(
+        ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", cpu, "-nodefaults",
+         "-display", "none", "-monitor", "none", "-S", "-m", "64", "-qmp", "stdio"],
+        input="".join(json.dumps(a) + "\n" for a in [*asks, {"execute": "quit"}]),
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    answers = [json.loads(line)["return"] for line in lines if '"return"' in line]
+    assert "warning" not in done.stderr, done.stderr  # no feature QEMU could not give
+    assert answers[1][0]["qom-path"] == path
+    erms, fsrm, sse42 = answers[2:5]
+    assert (erms, fsrm) == (False, False)
+    assert sse42 is True  # the rest of `max` is kept
