@@ -74,9 +74,12 @@ def test_cli_until_a_marker_that_never_comes(tmp_path: Path, cli_runner: CliRunn
     assert "did not show 'NEVER' within 2 s" in result.output
 
 
-def test_tcg_guest_cpu_has_no_byte_string_features(tmp_path: Path) -> None:
+def test_tcg_guest_cpu_has_no_byte_string_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """QEMU accepts TCG_CPU and the vCPU it makes really lacks ERMS/FSRM (ADR 0025): asked over
     QMP, not read back from our own command line."""
+    monkeypatch.delenv("RAILCAR_VM_CPU", raising=False)  # the default, not an experiment's
     config = VmConfig(image=tmp_path / "x", run_dir=tmp_path, accel=Accel.TCG)
     command = Vm(config).command()
     cpu = command[command.index("-cpu") + 1]
