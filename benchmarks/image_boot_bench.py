@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,7 @@ from railcar.image.spec import ImageSpec
 from railcar.image.uki import pe_section
 from railcar.vm import Vm, VmConfig
 from railcar.vm.nodes import BOOTED, IGNITION_VERSION, boots
+from railcar.vm.qmp import qmp
 
 BOOT_TIMEOUT = 900.0  # s: one boot under TCG on two shared cores takes 1-3 min
 POWERDOWN_TIMEOUT = 300.0
@@ -155,21 +155,6 @@ def boot_phases(console: str, seconds: float) -> dict[str, float | int] | None:
 # --- IO -----------------------------------------------------------------------------------------
 
 
-def _qmp(path: Path, command: str) -> None:
-    """One QMP command (after the capabilities handshake) on QEMU's control socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(path))
-        stream = s.makefile("rwb")
-        stream.readline()  # greeting
-        for execute in ("qmp_capabilities", command):
-            stream.write(json.dumps({"execute": execute}).encode() + b"\n")
-            stream.flush()
-            while b'"return"' not in (line := stream.readline()):
-                if not line or b'"error"' in line:
-                    raise SystemExit(f"QMP {execute} failed: {line!r}")
-
-
 class BootBench:
     def __init__(self, spec_path: Path, work: Path, cache: Path) -> None:
         self.spec_path = spec_path.resolve()
@@ -232,7 +217,6 @@ class BootBench:
         if kind == "railcar" and first:
             ignition = run_dir.parent / "empty.ign"
             ignition.write_text(json.dumps({"ignition": {"version": IGNITION_VERSION}}))
-        qmp = ("-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off")
         return Vm(
             VmConfig(
                 image=image,
@@ -240,7 +224,7 @@ class BootBench:
                 ignition=ignition,
                 # a cloud volume 1 GiB larger than the image: ROOT grows on the first boot
                 disk_size=image.stat().st_size + (1 << 30) if first else None,
-                extra_args=(*qmp, *self.args[kind]),
+                extra_args=self.args[kind],
             )
         )
 
@@ -258,7 +242,7 @@ class BootBench:
             if wrong:
                 raise SystemExit(f"{kind} boot: {wrong}; console: {vm.console}")
             if first:
-                _qmp(run_dir / "qmp.sock", "system_powerdown")
+                qmp(vm.qmp_socket, {"execute": "system_powerdown"})
                 assert vm.proc is not None
                 vm.proc.wait(timeout=POWERDOWN_TIMEOUT)
         return seconds, vm, phases

@@ -20,6 +20,8 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +30,8 @@ from types import TracebackType
 
 from railcar.errors import RailcarError
 from railcar.runner import run
+from railcar.vm.qmp import QmpError, hmp, qmp
+from railcar.vm.resetwatch import RESET_SILENCE, ResetWatch
 
 # Debian's ovmf package: the 4 MiB flash layout (code read-only, variables per VM).
 OVMF_DIRS = (Path("/usr/share/OVMF"),)
@@ -122,10 +126,18 @@ class VmConfig:
     accel: Accel = field(default_factory=pick_accel)
     disk_size: int | None = None  # bytes; a larger virtual disk than the image (cloud volume)
     extra_args: tuple[str, ...] = ()
+    # console silence after the guest asked for a reset that counts as a hung reset (ADR 0026)
+    reset_silence: float = RESET_SILENCE
 
 
 class Vm:
-    """One QEMU process; use as a context manager so it is always stopped (by its PID)."""
+    """One guest, run by one QEMU process at a time; use as a context manager so it is always
+    stopped (by its PID).
+
+    A watcher thread power-cycles the guest when a reset it asked for hangs (ADR 0026): it
+    saves QEMU's state to ``reset-hang-N.txt``, notes it on the console, and starts a new QEMU
+    on the same overlay and variable store. The console file is appended to, never truncated,
+    by every QEMU of the VM, so it reads as one machine's log."""
 
     def __init__(self, config: VmConfig) -> None:
         self.config = config
@@ -134,6 +146,18 @@ class Vm:
         self.vars = config.run_dir / "OVMF_VARS.fd"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.power_cycles = 0  # hung resets recovered so far
+        self._control: Path | None = None  # a short directory: Unix socket paths are limited
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def qmp_socket(self) -> Path:
+        """QEMU's control socket (QMP); removed with its directory when the VM stops."""
+        if self._control is None:
+            self._control = Path(tempfile.mkdtemp(prefix="railcar-vm-"))
+        return self._control / "qmp.sock"
 
     def command(self) -> list[str]:
         c = self.config
@@ -150,7 +174,9 @@ class Vm:
             "-m", str(c.memory_mib),
             "-display", "none",
             "-monitor", "none",
-            "-serial", f"file:{self.console}",
+            "-chardev", f"file,id=console,path={self.console},append=on",
+            "-serial", "chardev:console",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
             "-drive", f"file={self.overlay},if=virtio,format=qcow2",
@@ -175,17 +201,73 @@ class Vm:
              *([str(c.disk_size)] if c.disk_size else [])]
         )  # fmt: skip
         self.console.write_bytes(b"")
+        (c.run_dir / "qemu.log").write_bytes(b"")
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError("qemu-system-x86_64 is not installed", hint="run scripts/setup")
-        with open(c.run_dir / "qemu.log", "wb") as qlog:
+        self._launch()
+        self.started = time.monotonic()
+        self._stopping.clear()
+        self._watcher = threading.Thread(target=self._watch, name="railcar-vm-reset", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _launch(self) -> None:
+        with open(self.config.run_dir / "qemu.log", "ab") as qlog:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog
             )
-        self.started = time.monotonic()
-        return self
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        with self._lock:  # not while a hung reset is being replaced by a new QEMU
+            return self.proc is not None and self.proc.poll() is None
+
+    def _watch(self) -> None:
+        watch = ResetWatch(self.config.reset_silence)
+        while not self._stopping.wait(1.0):
+            if not self.running():
+                continue
+            size, last = self._console_tail()
+            if watch.observe(size, last, time.monotonic()):
+                self._power_cycle(last, watch.silent_for(time.monotonic()))
+                watch.restart(time.monotonic())
+
+    def _console_tail(self) -> tuple[int, str]:
+        """The console's size and its last finished line."""
+        try:
+            with open(self.console, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 4096))
+                tail = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return 0, ""
+        lines = finished_lines(_ANSI.sub("", tail).replace("\r", "")).splitlines()
+        return size, lines[-1] if lines else ""
+
+    def _power_cycle(self, last: str, silent: float) -> None:
+        """Record the stuck QEMU's state, end it, and boot the same disk in a new one."""
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self.power_cycles += 1
+            report = self.config.run_dir / f"reset-hang-{self.power_cycles}.txt"
+            try:
+                (status,) = qmp(self.qmp_socket, {"execute": "query-status"})
+                registers = hmp(self.qmp_socket, "info registers -a")
+                state = f"query-status: {json.dumps(status)}\n{registers}"
+            except QmpError as e:
+                state = f"QEMU's state could not be read: {e}\n"
+            report.write_text(
+                f"no console output for {silent:.0f} s after {last.strip()!r}\n{state}"
+            )
+            self._end_process()
+            with open(self.console, "a") as console:
+                console.write(
+                    # not quoting the kernel's line: the note must not look like a reset request
+                    f"\n[railcar vm] the guest's reset hung (no output for {silent:.0f} s);"
+                    f" QEMU's state is in {report.name}; power-cycling: a new QEMU on the same"
+                    " disk and variables\n"
+                )
+            self._launch()
 
     def console_text(self) -> str:
         """The serial console so far, without terminal escape sequences."""
@@ -222,6 +304,16 @@ class Vm:
         return dest
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+        self._end_process()
+        if self._control is not None:
+            shutil.rmtree(self._control, ignore_errors=True)
+            self._control = None
+
+    def _end_process(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
