@@ -1,8 +1,9 @@
 """Noticing a guest reset that never happened (ADR 0026).
 
-Under TCG, QEMU 7.2 sometimes stops at a guest's warm reset: the kernel's last words are
+Under TCG, a guest's warm reset sometimes never completes: the kernel's last words are
 ``reboot: machine restart``, then the console stays silent for good while QEMU spins a host
-CPU; the firmware never runs again. The update tests reboot a node several times, and one such
+CPU. The reset happens, but OVMF hangs before its boot manager (one vCPU busy in firmware, the
+other halted: ADR 0026). The update tests reboot a node several times, and one such
 reset failed a whole 25-minute test. :class:`ResetWatch` is the pure part of the harness's
 answer: fed the console's size and last finished line with a clock reading, it says when a
 reset the guest asked for has been silent for longer than any reset takes, so the harness

@@ -1,0 +1,116 @@
+"""What dm-verity costs a Railcar boot in this VM: /usr bytes a boot reads, and read speed
+through verity against the same slot read raw, in the same guest (issue 5's boot gap).
+
+    uv run python benchmarks/verity_cost.py --image DISK.bin [--runs 3] [--json]
+
+Boots ``DISK.bin`` (a built ``railcar_production_image.bin``) with an Ignition config that
+gives root our SSH key, reboots it once, and on that second boot (what the boot benchmark
+times) reads over SSH:
+- ``/sys/block/dm-N/stat`` of ``/dev/mapper/usr``: bytes the boot read through verity;
+- ``dd iflag=direct`` of the first 256 MiB of ``/dev/mapper/usr`` and of the slot partition
+  under it, alternating, ``--runs`` times each (page cache dropped before each).
+
+The ratio raw/verity speed is the figure (a baseline in the same guest and run); the verity
+share of a boot is estimated as boot bytes × (1/verity − 1/raw). Nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from railcar.vm import Vm, VmConfig
+from railcar.vm.hostserver import free_port
+from railcar.vm.nodes import IGNITION_VERSION, Ssh, wait_boot
+
+BOOT_TIMEOUT = 900.0
+MIB = 1 << 20
+READ_MIB = 256
+_DD = re.compile(r"(\d+) bytes .* copied, ([0-9.]+) s")
+
+
+def _config(public_key: str) -> dict[str, object]:
+    return {
+        "ignition": {"version": IGNITION_VERSION},
+        "passwd": {"users": [{"name": "root", "sshAuthorizedKeys": [public_key]}]},
+    }
+
+
+def _dd(root: Ssh, device: str) -> float:
+    """MiB/s reading ``READ_MIB`` MiB of ``device`` with the page cache out of the way."""
+    out = root.run(
+        "sync; echo 3 > /proc/sys/vm/drop_caches; "
+        f"dd if={device} of=/dev/null bs=1M count={READ_MIB} iflag=direct 2>&1",
+        timeout=900,
+    )
+    found = _DD.search(out)
+    if found is None:
+        raise SystemExit(f"dd on {device} printed no figure: {out!r}")
+    return int(found.group(1)) / MIB / float(found.group(2))
+
+
+def measure(image: Path, runs: int, work: Path) -> dict[str, Any]:
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ignition = work / "config.ign"
+    ignition.write_text(json.dumps(_config(key.with_suffix(".pub").read_text())))
+    port = free_port()
+    config = VmConfig(image=image, run_dir=work / "vm", ignition=ignition, ssh_port=port)
+    with Vm(config) as vm:
+        wait_boot(vm, 1, BOOT_TIMEOUT)
+        root = Ssh(port, key, "root")
+        root.wait(600)
+        root.run("systemctl reboot || true")
+        wait_boot(vm, 2, BOOT_TIMEOUT)
+        root.wait(600)
+        dm = root.run("basename $(readlink -f /dev/mapper/usr)").strip()
+        slot = root.run(f"ls /sys/block/{dm}/slaves").split()[0]
+        stat = root.run(f"cat /sys/block/{dm}/stat").split()
+        uptime = float(root.run("cut -d' ' -f1 /proc/uptime"))
+        verity, raw = [], []
+        for _ in range(runs):
+            verity.append(_dd(root, "/dev/mapper/usr"))
+            raw.append(_dd(root, f"/dev/{slot}"))
+    boot_mib = int(stat[2]) * 512 / MIB
+    v, r = statistics.median(verity), statistics.median(raw)
+    return {
+        "image": str(image),
+        "accel": config.accel.value,
+        "boot_usr_read_mib": round(boot_mib, 1),
+        "uptime_at_measure_s": uptime,
+        "verity_mib_s": [round(x, 1) for x in verity],
+        "raw_mib_s": [round(x, 1) for x in raw],
+        "ratio raw/verity": round(r / v, 2),
+        "estimated_verity_seconds_per_boot": round(boot_mib * (1 / v - 1 / r), 1),
+        "console": str(vm.console),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", type=Path, required=True, help="a built disk image (.bin)")
+    parser.add_argument("--runs", type=int, default=3, help="reads of each device")
+    parser.add_argument("--work", type=Path, help="run directory (default: a temporary one)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="railcar-verity-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result = measure(args.image.resolve(), args.runs, work)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for name, value in result.items():
+            print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
