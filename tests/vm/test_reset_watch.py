@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from railcar.vm import Accel, Vm, VmConfig
+from railcar.vm import Accel, Vm, VmConfig, VmError
 from railcar.vm.qmp import QmpError, qmp
 from railcar.vm.resetwatch import ResetWatch, asks_for_reset
 
@@ -117,3 +117,5 @@ def test_a_hung_reset_is_recorded_and_the_vm_power_cycled(tmp_path: Path) -> Non
         assert vm.power_cycles == 1
     assert not vm.running()  # the second QEMU is the one stopped
     assert not control.exists()
+    with pytest.raises(VmError, match="not running"):
+        _ = vm.qmp_socket

@@ -28,6 +28,8 @@ def test_overlay_keeps_the_image_format_and_never_writes_it(tmp_path: Path, fmt:
     with Vm(config) as vm:
         assert vm.running()
         assert "hostfwd" not in " ".join(vm.command())  # no SSH unless asked
+        assert f"unix:{vm.qmp_socket},server=on,wait=off" in vm.command()
+    assert "-qmp" not in vm.command()  # a stopped VM has no control socket
     info = json.loads(
         subprocess.run(
             ["qemu-img", "info", "--output=json", str(vm.overlay)],

@@ -147,16 +147,16 @@ class Vm:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
         self.power_cycles = 0  # hung resets recovered so far
-        self._control: Path | None = None  # a short directory: Unix socket paths are limited
+        self._control: Path | None = None  # QMP's directory (Unix socket paths are limited)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
     @property
     def qmp_socket(self) -> Path:
-        """QEMU's control socket (QMP); removed with its directory when the VM stops."""
+        """QEMU's control socket (QMP) while the VM runs; removed with its directory on stop."""
         if self._control is None:
-            self._control = Path(tempfile.mkdtemp(prefix="railcar-vm-"))
+            raise VmError("the VM has no control socket: it is not running")
         return self._control / "qmp.sock"
 
     def command(self) -> list[str]:
@@ -176,12 +176,13 @@ class Vm:
             "-monitor", "none",
             "-chardev", f"file,id=console,path={self.console},append=on",
             "-serial", "chardev:console",
-            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
             "-drive", f"file={self.overlay},if=virtio,format=qcow2",
             "-nic", nic,
         ]  # fmt: skip
+        if self._control is not None:  # made by start()
+            cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         if c.ignition is not None:
             cmd += ["-fw_cfg", f"name={IGNITION_FW_CFG},file={c.ignition}"]
         return [*cmd, *c.extra_args]
@@ -204,6 +205,7 @@ class Vm:
         (c.run_dir / "qemu.log").write_bytes(b"")
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError("qemu-system-x86_64 is not installed", hint="run scripts/setup")
+        self._control = Path(tempfile.mkdtemp(prefix="railcar-vm-"))  # short: a socket path
         self._launch()
         self.started = time.monotonic()
         self._stopping.clear()
