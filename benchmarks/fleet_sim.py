@@ -2,6 +2,13 @@
 on loopback, on SQLite and on PostgreSQL, next to the same stack answering a constant noupdate.
 
     uv run python benchmarks/fleet_sim.py [--machines 100000] [--rate 370] [--seconds 20]
+        [--fleet known|new] [--pg-workers N] [--noupdate-workers N]
+
+With ``--fleet known`` (the default) every machine first checks in once, untimed, so the
+measured traffic is that of a fleet the server already knows: the steady state of a fleet of
+that size, where a never-seen machine is rare. ``--fleet new`` skips that, so most measured
+requests are a machine's first contact (each creates its instance rows): a fleet being
+provisioned all at once.
 
 For each target it runs (1) an open-loop phase at a fixed request rate (the load of a
 1,000,000-node fleet at update_engine's 45-minute interval is ~370 req/s) and reports p50/p99
@@ -133,6 +140,27 @@ class Connection:
         self.writer.close()
 
 
+async def register(port: int, machines: int, concurrency: int = 32) -> float:
+    """Every machine checks in once (the fleet exists before the measurement); req/s."""
+    payloads = [(HEAD.format(v="1.0.0", m=f"{m:032x}") + CHECK).encode() for m in range(machines)]
+    done = 0
+    start = time.perf_counter()
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        conn = await Connection.open(port)
+        for payload in payloads[offset::concurrency]:
+            if await conn.post(payload) != 200:
+                raise SystemExit("a registering check failed")
+            done += 1
+            if done % (machines // 10 or 1) == 0:
+                print(f"  registered {done:,} of {machines:,} machines", file=sys.stderr)
+        conn.close()
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return machines / (time.perf_counter() - start)
+
+
 def bodies(machines: int, count: int, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     return [body(rng, machines) for _ in range(count)]
@@ -252,6 +280,9 @@ def measure(
     """``pids``: the server's process and, for PostgreSQL, the database server's (their CPU
     per request is reported)."""
     port = int(base.rsplit(":", 1)[1])
+    registered = None
+    if args.fleet == "known" and name != "noupdate":
+        registered = asyncio.run(register(port, args.machines))
     # Warm up: register part of the fleet so checks hit existing rows as they would.
     warm, _ = asyncio.run(closed_loop(port, args.concurrency, 3, args.machines))
     cpu = [tree_cpu(pid) for pid in pids]
@@ -268,6 +299,7 @@ def measure(
         "p99_ms": 1000 * percentile(lat, 99),
         "max_req_per_s": count / elapsed,
         "requests": warm + len(lat) + count,
+        "fleet": args.fleet,
         "server_cpu_ms_per_request_open": 1000 * cpu_open[0] / len(lat),
         "server_cpu_ms_per_request_closed": 1000 * cpu_closed[0] / count,
     }
@@ -276,6 +308,8 @@ def measure(
         result["mean_batch_closed"] = (batches_after[1] - batches[1]) / (
             batches_after[0] - batches[0]
         )
+    if registered is not None:
+        result["registration_req_per_s"] = registered
     if len(pids) > 1:
         result["db_cpu_ms_per_request_closed"] = 1000 * cpu_closed[1] / count
     print(
@@ -324,6 +358,20 @@ def railcar_server(url: str, port: int, data_dir: Path | None, workers: int = 1)
     return [*cmd, "--db", url, "--workers", str(workers)]
 
 
+def noupdate_server(port: int, workers: int) -> list[str]:
+    if workers == 1:
+        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.noupdate_app:app"]
+        return [*cmd, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    # Several processes as `railcar server run --workers N` runs them (uvicorn's own
+    # `--workers` leaves Nagle's algorithm on: ~40 ms per keep-alive request).
+    code = (
+        "from railcar.server.cli import serve_processes; serve_processes("
+        f"'benchmarks.noupdate_app:app', {workers}, factory=False, host='127.0.0.1',"
+        f" port={port}, log_level='warning')"
+    )
+    return [sys.executable, "-c", code]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,6 +381,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-workers", type=int, default=1, help="server processes on PostgreSQL")
+    parser.add_argument(
+        "--noupdate-workers", type=int, default=1, help="processes of the noupdate baseline"
+    )
+    parser.add_argument(
+        "--fleet",
+        choices=("known", "new"),
+        default="known",
+        help="known: every machine checks in once before the measurement; new: it does not",
+    )
     parser.add_argument(
         "--targets",
         default="noupdate,sqlite,postgresql",
@@ -350,8 +407,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     if "noupdate" in targets:
         port = free_port()
-        cmd = [sys.executable, "-m", "uvicorn", "benchmarks.noupdate_app:app"]
-        cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        cmd = noupdate_server(port, args.noupdate_workers)
         with running_process(cmd, port) as (base, proc):
             results["noupdate"] = measure("noupdate", base, args, (proc.pid,))
     if "sqlite" in targets:

@@ -350,7 +350,7 @@ def run(
                     "threads": workers_threads,
                 }
             )
-            _run_processes(workers, options)
+            serve_processes("railcar.server.api:worker_app", workers, factory=True, **options)
     finally:
         retention.stop()
         db.dispose()
@@ -376,18 +376,14 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_processes(workers: int, options: dict[str, Any]) -> None:
-    """``workers`` server processes (uvicorn's supervisor) sharing one :func:`tcp_listener`."""
+def serve_processes(app: str, workers: int, *, factory: bool, **options: Any) -> None:
+    """Serve the ASGI ``app`` (an import string) from ``workers`` processes under uvicorn's
+    supervisor, sharing one :func:`tcp_listener` (``options``: uvicorn's, ``host`` and
+    ``port`` included)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
-        "railcar.server.api:worker_app",
-        factory=True,
-        workers=workers,
-        access_log=False,
-        **options,
-    )
+    config = uvicorn.Config(app, factory=factory, workers=workers, access_log=False, **options)
     sock = tcp_listener(options["host"], options["port"])
     try:
         Multiprocess(config, sockets=[sock]).run()
