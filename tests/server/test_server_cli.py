@@ -96,3 +96,19 @@ def test_operator_flow(tmp_path: Path) -> None:
     purged = railcar("server", "purge", "--data-dir", str(data), "--days", "1", "--json")
     assert json.loads(purged.stdout) == {"instances": 0, "history": 0, "events": 0, "activity": 0}
     assert FLATCAR_APP_ID in answer
+
+
+def test_an_unreachable_database_is_one_clear_error() -> None:
+    port = free_port()  # nothing listens there
+    for command in ("init", "run"):
+        result = railcar(
+            "server", command, "--db", f"postgresql://railcar:s3cret@127.0.0.1:{port}/x"
+        )
+        assert result.returncode == 1
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(
+            f"railcar: error: cannot connect to database 127.0.0.1:{port}/x: "
+        )
+        assert "Connection refused" in lines[0]
+        assert lines[1].startswith("hint: is PostgreSQL running")
+        assert "Traceback" not in result.stderr and "s3cret" not in result.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from railcar.errors import RailcarError
@@ -116,6 +116,18 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
         raise DatabaseError(
             f"cannot open database {url.rsplit('@', maxsplit=1)[-1]}: {exc}"
         ) from exc
+    try:
+        # Connect now, so an unreachable server is one clear error here rather than a
+        # traceback from whichever statement runs first (the pool keeps the connection).
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise DatabaseError(
+            f"cannot connect to database {url.rsplit('@', maxsplit=1)[-1]}: {reason}",
+            hint="is PostgreSQL running, and does the URL name its host, port, user and database?",
+        ) from None
     maker = sessionmaker(engine, expire_on_commit=False)
     return Database(engine, maker, maker)
 
