@@ -59,6 +59,11 @@ def test_kernel_follows_the_architecture() -> None:
          "expected an absolute path in the image"),
         ('[image]\nversion = "1"\n[content.files]\n"/etc/x" = "no-such-file"\n',
          "is not a file"),
+        ('[image]\nversion = "1"\n[content]\ndisable_units = ["docker"]\n',
+         "content.disable_units: 'docker' is not valid, expected a systemd unit name"),
+        ('[image]\nversion = "1"\n[content]\nenable_units = ["b.service", "a.socket"]\n'
+         'disable_units = ["a.socket", "b.service", "c.timer"]\n',
+         "content.disable_units: a.socket, b.service also in content.enable_units"),
         ("[image\n", "not valid TOML"),
     ],
 )  # fmt: skip

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from railcar.image.bootentries import IGNITION_FIRSTBOOT
+from railcar.image.content import SYSTEMD_UNITS, disable_unit
+from railcar.image.errors import SpecError
 from railcar.image.rootfs import data_dir
 
 
@@ -53,3 +57,48 @@ def test_root_mount_does_not_wait_for_the_usr_slot() -> None:
     before = [v for k, value in _settings(unit) if k == "Before" for v in value.split()]
     assert "sysusr-usr.mount" in before and "initrd-usr-fs.target" in before
     assert "initrd-root-device.target" not in before and "sysroot.mount" not in before
+
+
+def _package_stage(tmp_path: Path) -> Path:
+    """A staged tree as Debian's docker.io leaves it: the units in /usr, enabled in /etc by the
+    maintainer script, and one of them also enabled in /usr."""
+    stage = tmp_path / "stage"
+    usr_units = stage / SYSTEMD_UNITS
+    usr_units.mkdir(parents=True)
+    for unit in ("docker.service", "docker.socket", "containerd.service"):
+        (usr_units / unit).write_text("[Install]\nWantedBy=multi-user.target\n")
+    links = {
+        "etc/systemd/system/multi-user.target.wants/docker.service": "/lib/systemd/system/x",
+        "etc/systemd/system/multi-user.target.wants/containerd.service": "/lib/systemd/system/x",
+        "etc/systemd/system/sockets.target.wants/docker.socket": "/lib/systemd/system/x",
+        f"{SYSTEMD_UNITS}/multi-user.target.wants/docker.service": "../docker.service",
+        f"{SYSTEMD_UNITS}/sysinit.target.requires/docker.service": "../docker.service",
+    }
+    for path, target in links.items():
+        (stage / path).parent.mkdir(parents=True, exist_ok=True)
+        (stage / path).symlink_to(target)
+    return stage
+
+
+def test_disabling_a_unit_removes_every_link_packages_and_the_spec_made(tmp_path: Path) -> None:
+    stage = _package_stage(tmp_path)
+    disable_unit(stage, "docker.service")
+    left = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_symlink())
+    assert left == [
+        "etc/systemd/system/multi-user.target.wants/containerd.service",
+        "etc/systemd/system/sockets.target.wants/docker.socket",
+    ]
+    assert (stage / SYSTEMD_UNITS / "docker.service").is_file()  # still startable
+
+
+@pytest.mark.parametrize(
+    ("unit", "message"),
+    [
+        ("railcar-agent.service", "railcar-agent.service is Railcar's own"),
+        ("podman.service", "podman.service is not in the image"),
+    ],
+)
+def test_units_that_cannot_be_disabled(tmp_path: Path, unit: str, message: str) -> None:
+    stage = _package_stage(tmp_path)
+    with pytest.raises(SpecError, match=message):
+        disable_unit(stage, unit)

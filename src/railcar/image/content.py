@@ -16,6 +16,7 @@ it runs on every build, on a hard-linked copy (files are replaced, never written
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,6 +95,27 @@ def enable_unit(stage: Path, unit: str) -> None:
         link.symlink_to(f"../{unit}")
 
 
+def disable_unit(stage: Path, unit: str) -> None:
+    """Remove every ``.wants``/``.requires`` link to ``unit``, in /etc (where packages'
+    maintainer scripts enable their units) and in /usr."""
+    if unit in _OWN_UNITS:
+        raise SpecError(
+            f"content.disable_units: {unit} is Railcar's own; expected a unit of a package"
+        )
+    places = [p for p in (stage / "etc/systemd/system", stage / SYSTEMD_UNITS) if p.is_dir()]
+    # lexists: maintainer scripts link to absolute paths, which dangle outside the image.
+    if not any(os.path.lexists(place / unit) for place in places):
+        raise SpecError(
+            f"content.disable_units: {unit} is not in the image",
+            hint="is the package that ships it in packages.include?",
+        )
+    for place in places:
+        for wants in place.iterdir():
+            link = wants / unit
+            if wants.name.endswith((".wants", ".requires")) and os.path.lexists(link):
+                link.unlink()
+
+
 def _install_own_units(stage: Path) -> None:
     units = data_dir() / "units"
     for unit in _OWN_UNITS:
@@ -151,6 +173,8 @@ def customize(spec: ImageSpec, stage: Path) -> None:
         replace_file(stage / str(extra.target).lstrip("/"), extra.source.read_bytes(), extra.mode)
     for unit in (*_OWN_UNITS, "systemd-networkd.service", *spec.enable_units):
         enable_unit(stage, unit)
+    for unit in spec.disable_units:
+        disable_unit(stage, unit)
     replace_file(stage / "usr/lib/os-release", os_release(spec).encode())
     replace_file(stage / "usr/lib/railcar/release", release_file(spec).encode())
     replace_file(

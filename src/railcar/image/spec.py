@@ -98,6 +98,7 @@ class ImageSpec:
     boot_tries: int
     source_date_epoch: int
     payload_min_saving: int = 0
+    disable_units: tuple[str, ...] = ()
     partitions: PartitionSizes = field(default_factory=PartitionSizes)
     path: Path = Path()
 
@@ -232,6 +233,9 @@ SETTINGS: tuple[Setting, ...] = (
             _match(_PACKAGE, "a Debian package name")),
     Setting("content", "enable_units", "list[str]", ["containerd.service", "docker.service"],
             "systemd units enabled statically in /usr.", _match(_UNIT, "a systemd unit name")),
+    Setting("content", "disable_units", "list[str]", [],
+            "Units the packages enable that the image does not start (their links removed).",
+            _match(_UNIT, "a systemd unit name")),
     Setting("content", "files", "table", {},
             "Extra files: '/path/in/image' = 'path/on/host' (relative to the spec)."),
     Setting("boot", "cmdline", "list[str]", ["console=ttyS0,115200"],
@@ -329,6 +333,12 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
     v = _values(document)
     architecture = v["distribution.architecture"]
     kernel = v["packages.kernel"]
+    both = set(v["content.enable_units"]) & set(v["content.disable_units"])
+    if both:
+        raise SpecError(
+            f"{path}: content.disable_units: {', '.join(sorted(both))} also in"
+            " content.enable_units; expected each unit in one of them"
+        )
     if kernel == "auto":
         kernel = f"linux-image-cloud-{architecture.value}"
     return ImageSpec(
@@ -350,6 +360,7 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
         boot_tries=v["boot.tries"],
         source_date_epoch=v["image.source_date_epoch"],
         payload_min_saving=v["update.payload_min_saving"],
+        disable_units=tuple(v["content.disable_units"]),
         partitions=PartitionSizes(
             **{name: v[f"partitions.{name}"] for name in PartitionSizes.__dataclass_fields__}
         ),
