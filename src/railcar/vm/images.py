@@ -46,7 +46,7 @@ UPDATE_GZ = "railcar_production_update.gz"
 # example image). A smaller /usr is a smaller payload to download, decompress and hash in the
 # guest (ADR 0017).
 CONTAINER_PACKAGES = ("containerd", "runc", "docker.io", "apparmor")
-CONTAINER_UNITS = ("containerd.service", "docker.service")
+CONTAINER_UNITS = ("containerd.service", "docker.service", "docker.socket")
 USR_MIB = 512
 # Payload chunks are bzip2'd only where that halves them (zeros, metadata): the lz4 data travels
 # raw. bzip2 was about 40 of an apply's 70 s under TCG emulation; the payload grows by about a
@@ -119,6 +119,7 @@ def variant_spec(variant: Variant, spec_dir: Path) -> ImageSpec:
         packages=tuple(p for p in spec.packages if p not in CONTAINER_PACKAGES),
         enable_units=variant.units
         + tuple(u for u in spec.enable_units if u not in CONTAINER_UNITS),
+        disable_units=tuple(u for u in spec.disable_units if u not in CONTAINER_UNITS),
         files=tuple(files),
         partitions=replace(spec.partitions, usr=USR_MIB),
         payload_min_saving=PAYLOAD_MIN_SAVING,
