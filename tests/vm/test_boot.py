@@ -90,11 +90,7 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         tarball = tmp_path / "hello.tar"
         busybox_image(tarball, "railcar-test/hello:1")
         root.run("cat > /root/hello.tar", stdin=tarball.read_bytes())
-        # dockerd is not started at boot (as on Flatcar): its socket starts it at first use.
-        docker_before = root.run("systemctl is-active docker.service || true").strip()
-        containerd_before = root.run("systemctl is-active containerd.service || true").strip()
         docker = root.run("docker load -i /root/hello.tar && docker run --rm railcar-test/hello:1")
-        docker_after = root.run("systemctl is-active docker.service || true").strip()
         ctr = root.run(
             "ctr -n railcar images import /root/hello.tar >/dev/null && "
             "ctr -n railcar run --rm docker.io/railcar-test/hello:1 hello1"
@@ -112,7 +108,6 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     # Ignition ran on this first boot only: the loader entry no longer asks for it.
     assert "ignition.firstboot" not in entry and "first_boot" not in flag.split()
     assert "hello from railcar-test/hello:1" in docker
-    assert (docker_before, containerd_before, docker_after) == ("inactive", "active", "active")
     if config.accel is Accel.TCG:  # ADR 0025: no byte-string instructions for TCG to crawl through
         assert "sse4_2" in cpu_flags and "erms" not in cpu_flags
     assert "hello from railcar-test/hello:1" in ctr
