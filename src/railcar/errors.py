@@ -10,6 +10,7 @@ Each component has its own subtree, documented in its ``errors`` module::
     ├── gpt.errors.GptError            partition tables and gptprio
     ├── ignition.errors.IgnitionError  Railcar configs → Ignition configs (translate, validate)
     ├── server.db.DatabaseError        the server database cannot be opened
+    ├── server.cli.ListenError         the server cannot listen on its address
     ├── server.admin.AdminError        admin requests the server refuses (carry an HTTP status)
     ├── server.client.AdminClientError the admin client's calls failed
     ├── demo.DemoError                 scripts/demo cannot go on (address taken, bad image dir)

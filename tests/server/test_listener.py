@@ -12,10 +12,9 @@ import multiprocessing
 import socket
 from multiprocessing.connection import Connection
 
-import click
 import pytest
 
-from railcar.server.cli import tcp_listener
+from railcar.server.cli import ListenError, tcp_listener
 
 
 def accepted_nodelay(sock: socket.socket) -> int:
@@ -84,7 +83,7 @@ def test_a_port_in_use_is_a_clear_error() -> None:
     busy.listen()
     port = busy.getsockname()[1]
     try:
-        with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}: "):
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: "):
             tcp_listener("127.0.0.1", port)
     finally:
         busy.close()

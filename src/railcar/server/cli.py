@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from railcar.clitools import RailcarGroup, emit_json, json_option
+from railcar.errors import RailcarError
 from railcar.server.vocab import Role
 
 if TYPE_CHECKING:  # the database stack loads only when a server command runs
     from railcar.server.admin import PurgeResult
     from railcar.server.db import Database
+
+
+class ListenError(RailcarError):
+    """The server cannot listen on the address it was given."""
+
 
 DEFAULT_RETENTION_DAYS = 180  # what Flatcar's public service keeps (privacy policy)
 
@@ -372,7 +378,10 @@ def tcp_listener(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ListenError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="is another server on that port? choose another with --listen HOST:PORT",
+        ) from exc
     return sock
 
 
