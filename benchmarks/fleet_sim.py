@@ -283,7 +283,8 @@ def measure(
     registered = None
     if args.fleet == "known" and name != "noupdate":
         registered = asyncio.run(register(port, args.machines))
-    # Warm up: register part of the fleet so checks hit existing rows as they would.
+    # Warm up the server's caches and connections (with --fleet new it also registers part
+    # of the fleet).
     warm, _ = asyncio.run(closed_loop(port, args.concurrency, 3, args.machines))
     cpu = [tree_cpu(pid) for pid in pids]
     lat = asyncio.run(open_loop(port, args.rate, args.seconds, args.machines))
