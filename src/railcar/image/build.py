@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from railcar.image.content import customize, os_release, root_tree, trust_payload_keys
-from railcar.image.disk import assemble, make_ext4
+from railcar.image.disk import copy_in, make_ext4, new_disk
 from railcar.image.esp import build_uki, kernel_cmdline, make_esp
 from railcar.image.layout import MIB, DiskLayout, disk_layout, verity_geometry
 from railcar.image.rootfs import (
@@ -146,20 +147,30 @@ def _contents(usr: Path) -> str:
     )
 
 
-def _reports(spec: ImageSpec, rootfs: Rootfs, usr: UsrImage, usr_tree: Path, out: Path) -> None:
+def _package_reports(spec: ImageSpec, rootfs: Rootfs, usr_tree: Path, out: Path) -> list[Path]:
+    """The reports that need only the staged tree: made while /usr's image is (ADR 0028)."""
     prefix = f"{spec.name}_production"
+    files = {
+        f"{prefix}_image_packages.txt": "".join(
+            f"{name} {version}\n" for name, version in rootfs.packages
+        ),
+        f"{prefix}_image_contents.txt": _contents(usr_tree),
+        f"{prefix}_image_sbom.json": json.dumps(
+            spdx_document(spec, rootfs.packages), indent=1, sort_keys=True
+        )
+        + "\n",
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return [out / name for name in files]
+
+
+def _version_txt(spec: ImageSpec, rootfs: Rootfs, usr: UsrImage, out: Path) -> None:
     (out / "version.txt").write_text(
         f"RAILCAR_NAME={spec.name}\nRAILCAR_VERSION={spec.version}\n"
         f"RAILCAR_VERSION_ID={spec.version}\nRAILCAR_BUILD_ID={spec.source_date_epoch}\n"
         f"RAILCAR_BOARD={spec.board}\nRAILCAR_SUITE={spec.suite}\n"
         f"RAILCAR_KERNEL={rootfs.kernel_version}\nRAILCAR_USR_ROOT_HASH={usr.root_hash}\n"
-    )
-    (out / f"{prefix}_image_packages.txt").write_text(
-        "".join(f"{name} {version}\n" for name, version in rootfs.packages)
-    )
-    (out / f"{prefix}_image_contents.txt").write_text(_contents(usr_tree))
-    (out / f"{prefix}_image_sbom.json").write_text(
-        json.dumps(spdx_document(spec, rootfs.packages), indent=1, sort_keys=True) + "\n"
     )
 
 
@@ -206,17 +217,23 @@ def build_image(
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / ".work").mkdir(parents=True)
-    steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
+    steps = _Steps(report, 7 + bool(payload_signers) + qcow2)
     digests = _Digests()
+    work = partial / ".work"
+    cleanup = threading.Thread(target=shutil.rmtree, args=(work,), name="railcar-cleanup")
     try:
         result = _build(spec, output, partial, cache or default_cache(), steps, digests,
                         payload_signers, qcow2=qcow2)  # fmt: skip
         result.seconds = steps.seconds
+        # The stage's hard links and the partition images go while the last hashes run.
+        cleanup.start()
         (partial / "build.json").write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
         started = time.monotonic()
         (partial / "DIGESTS").write_text(digests.text(partial))
     finally:
         digests.close()
+        if cleanup.is_alive():
+            cleanup.join()
     report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s after the last step")
     if output.exists():
         shutil.rmtree(output)
@@ -248,37 +265,43 @@ def _build(
         customize(spec, stage)
         trust_payload_keys(stage, payload_signers)
     geometry = verity_geometry(spec.partitions.usr * MIB)
-    with steps.step("usr", "/usr: erofs + dm-verity"):
-        usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
-    digests.add(usr.path)
-    report(f"    root hash {usr.root_hash}")
-    with steps.step("kernel", "unified kernel image"):
-        cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
-        uki = build_uki(
-            stage, rootfs.kernel_version, cmdline, os_release(spec),
-            partial / f"{prefix}_image.vmlinuz", work,
-        )  # fmt: skip
     layout = disk_layout(spec)
-    with steps.step("esp", "EFI system partition (systemd-boot)"):
-        esp = make_esp(
-            spec, stage, uki, work / "esp.img",
-            size_bytes=layout.by_label("EFI-SYSTEM").size_bytes,
-            partition_a=layout.by_label("USR-A").number,
-        )  # fmt: skip
-    with steps.step("root", "ROOT and OEM filesystems (ext4)"):
-        root, oem = _root_and_oem(spec, stage, work, layout)
-    with steps.step("disk", "disk image (GPT)"):
-        disk = assemble(
-            layout,
-            {"EFI-SYSTEM": esp, "USR-A": usr.path, "OEM": oem, "ROOT": root},
-            partial / f"{prefix}_image.bin",
-        )
-    digests.add(disk)
-    _extras(steps, digests, partial, prefix, usr.path, uki, payload_signers,
-            min_saving=spec.payload_min_saving, qcow2=qcow2)  # fmt: skip
-    with steps.step("reports", "version, packages, contents"):
-        _reports(spec, rootfs, usr, stage / "usr", partial)
-        shutil.rmtree(work)
+    disk = partial / f"{prefix}_image.bin"
+    # Work that needs only the stage runs on the core mkfs.erofs leaves idle (the main thread
+    # only waits for it): the package, contents and SBOM reports, the disk with its partition
+    # table, ROOT and OEM in it; then the USR-A copy beside the kernel step. The disk is
+    # complete, and its hashes start, right after the ESP (ADR 0028).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="railcar-side") as side:
+        listed = side.submit(_package_reports, spec, rootfs, stage / "usr", partial)
+        rest = side.submit(_disk_with_root_and_oem, spec, stage, work, layout, disk)
+        with steps.step("usr", "/usr: erofs + dm-verity"):
+            usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
+        digests.add(usr.path)
+        report(f"    root hash {usr.root_hash}")
+        usr_in = side.submit(copy_in, layout, "USR-A", usr.path, disk)
+        with steps.step("kernel", "unified kernel image"):
+            cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
+            uki = build_uki(
+                stage, rootfs.kernel_version, cmdline, os_release(spec),
+                partial / f"{prefix}_image.vmlinuz", work,
+            )  # fmt: skip
+        with steps.step("esp", "EFI system partition (systemd-boot)"):
+            esp = make_esp(
+                spec, stage, uki, work / "esp.img",
+                size_bytes=layout.by_label("EFI-SYSTEM").size_bytes,
+                partition_a=layout.by_label("USR-A").number,
+            )  # fmt: skip
+        with steps.step("disk", "disk image (GPT: ESP, USR-A, OEM, ROOT)"):
+            rest.result()
+            usr_in.result()
+            copy_in(layout, "EFI-SYSTEM", esp, disk)
+        digests.add(disk)
+        _extras(steps, digests, partial, prefix, usr.path, uki, payload_signers,
+                min_saving=spec.payload_min_saving, qcow2=qcow2)  # fmt: skip
+        with steps.step("reports", "version, packages, contents"):
+            for path in listed.result():
+                digests.add(path)
+            _version_txt(spec, rootfs, usr, partial)
     result = BuildResult(
         name=spec.name,
         version=spec.version,
@@ -296,13 +319,16 @@ def _build(
     return result
 
 
-def _root_and_oem(
-    spec: ImageSpec, stage: Path, work: Path, layout: DiskLayout
-) -> tuple[Path, Path]:
+def _disk_with_root_and_oem(
+    spec: ImageSpec, stage: Path, work: Path, layout: DiskLayout, disk: Path
+) -> None:
+    """The disk with its partition table, and ROOT and OEM (ext4) copied in."""
+    new_disk(layout, disk)
     root = make_ext4(
         spec, root_tree(stage, work / "root"), work / "root.img", label="ROOT",
         size_bytes=layout.by_label("ROOT").size_bytes,
     )  # fmt: skip
+    copy_in(layout, "ROOT", root, disk)
     oem_dir = work / "oem"
     oem_dir.mkdir()
     replace_file(oem_dir / "oem-release", f"ID={spec.oem_id}\nNAME={spec.oem_id}\n".encode())
@@ -310,4 +336,4 @@ def _root_and_oem(
         spec, oem_dir, work / "oem.img", label="OEM",
         size_bytes=layout.by_label("OEM").size_bytes,
     )  # fmt: skip
-    return root, oem
+    copy_in(layout, "OEM", oem, disk)

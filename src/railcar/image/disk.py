@@ -68,8 +68,8 @@ def copy_sparse(source: Path, dest: Path, offset: int, limit: int) -> int:
     return copied
 
 
-def assemble(layout: DiskLayout, parts: dict[str, Path], out: Path) -> Path:
-    """Write the partition table to a new sparse file and copy each partition image in."""
+def new_disk(layout: DiskLayout, out: Path) -> Path:
+    """A new sparse file of the layout's size holding only its partition table."""
     out.unlink(missing_ok=True)
     with open(out, "wb") as f:
         f.truncate(layout.size_bytes)
@@ -80,7 +80,18 @@ def assemble(layout: DiskLayout, parts: dict[str, Path], out: Path) -> Path:
              script])  # fmt: skip
     finally:
         script.unlink()
+    return out
+
+
+def copy_in(layout: DiskLayout, label: str, image: Path, disk: Path) -> None:
+    """Copy the partition image ``image`` into partition ``label`` of ``disk``."""
+    partition: Partition = layout.by_label(label)
+    copy_sparse(image, disk, partition.offset, partition.size_bytes)
+
+
+def assemble(layout: DiskLayout, parts: dict[str, Path], out: Path) -> Path:
+    """Write the partition table to a new sparse file and copy each partition image in."""
+    new_disk(layout, out)
     for label, image in parts.items():
-        partition: Partition = layout.by_label(label)
-        copy_sparse(image, out, partition.offset, partition.size_bytes)
+        copy_in(layout, label, image, out)
     return out

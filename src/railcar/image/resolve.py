@@ -142,15 +142,33 @@ def _tool_versions() -> str:
 
 
 def _entry(spec: ImageSpec, cache: Path) -> Path:
-    material = json.dumps({"spec": spec.rootfs_fields(), "tools": _tool_versions()}, sort_keys=True)
+    # format 2: the simulation names usr-is-merged (merged-/usr hooks, ADR 0028)
+    material = json.dumps(
+        {"spec": spec.rootfs_fields(), "tools": _tool_versions(), "format": 2}, sort_keys=True
+    )
     return cache / "resolve" / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
 
 
+# mmdebstrap(1), HOOKS: the hook directory shipped with mmdebstrap that sets up merged /usr as
+# debootstrap does (directory symlinks, then Debian's real usr-is-merged package). Without it
+# apt satisfies init-system-helpers' "usrmerge | usr-is-merged" with usrmerge, which converts
+# the tree afterwards and pulls Perl into /usr (ADR 0028). The hook uses debootstrap's
+# setup_merged_usr when debootstrap is installed (scripts/setup installs it), and its own links
+# otherwise; the two differ (lib32, libx32), so every build host should have debootstrap.
+MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
+
+
 def mmdebstrap_base(spec: ImageSpec) -> list[str]:
+    if not Path(MERGED_USR_HOOKS, "setup00.sh").is_file():
+        raise RootfsError(
+            f"mmdebstrap's merged-/usr hooks are missing ({MERGED_USR_HOOKS})",
+            hint="install Debian 12's mmdebstrap (scripts/setup)",
+        )
     return [
         "mmdebstrap",
         "--variant=minbase",
         "--mode=root",
+        f"--hook-dir={MERGED_USR_HOOKS}",
         f"--architectures={spec.architecture.value}",
         f"--include={','.join([*spec.packages, spec.kernel_package])}",
     ]
@@ -162,7 +180,13 @@ def simulate(spec: ImageSpec, fetch_digest: FetchDigest = fetch_release_digest) 
     with tempfile.TemporaryDirectory(prefix="railcar-resolve-") as tmp:
         # A directory as the target keeps the apt sources mmdebstrap chose (mmdebstrap(1)).
         target = Path(tmp) / "root"
-        cmd = [*mmdebstrap_base(spec), "--simulate", "--verbose", spec.suite, str(target)]
+        # A simulation runs no essential hook, so apt would not know that the merged-/usr hook
+        # installs usr-is-merged: named here, it is in the answer (which then also lists the
+        # usrmerge a real bootstrap skips; a tree is checked to be a subset, ADR 0028).
+        cmd = [
+            *mmdebstrap_base(spec), "--include=usr-is-merged", "--simulate", "--verbose",
+            spec.suite, str(target),
+        ]  # fmt: skip
         # mmdebstrap prints apt's simulation on stderr.
         proc = subprocess.run([*cmd, *spec.mirrors], capture_output=True, text=True, check=False)
         apt = target / "etc" / "apt"
@@ -188,24 +212,44 @@ def simulate(spec: ImageSpec, fetch_digest: FetchDigest = fetch_release_digest) 
     return Resolution(tuple(found), tuple(releases))
 
 
-def resolve_packages(
-    spec: ImageSpec, cache: Path | None = None, *, fetch_digest: FetchDigest = fetch_release_digest
-) -> tuple[Packages, bool]:
-    """The (package, version) pairs mmdebstrap would install today, sorted, and whether they
-    came from ``cache`` (an earlier resolution whose ``InRelease`` files are unchanged)."""
-    entry = _entry(spec, cache) if cache is not None else None
-    if entry is not None and entry.is_file():
+def kept_resolution(
+    spec: ImageSpec, cache: Path, *, fetch_digest: FetchDigest = fetch_release_digest
+) -> Packages | None:
+    """The packages of the resolution stored in ``cache`` for ``spec`` when every one of its
+    ``InRelease`` files is unchanged, else ``None``."""
+    entry = _entry(spec, cache)
+    if entry.is_file():
         kept = Resolution.from_json(entry.read_text())
         if kept is not None and kept.still_holds(fetch_digest):
-            return list(kept.packages), True
+            return list(kept.packages)
+    return None
+
+
+def fresh_resolution(
+    spec: ImageSpec, cache: Path | None = None, *, fetch_digest: FetchDigest = fetch_release_digest
+) -> Packages:
+    """Resolve now (:func:`simulate`) and store the answer in ``cache`` for later builds."""
     resolution = simulate(spec, fetch_digest)
-    if entry is not None:
+    if cache is not None:
+        entry = _entry(spec, cache)
         entry.parent.mkdir(parents=True, exist_ok=True)
         partial = entry.with_name(f".{entry.name}.{os.getpid()}")
         partial.write_text(resolution.to_json())
         partial.replace(entry)
         _prune(entry.parent)
-    return list(resolution.packages), False
+    return list(resolution.packages)
+
+
+def resolve_packages(
+    spec: ImageSpec, cache: Path | None = None, *, fetch_digest: FetchDigest = fetch_release_digest
+) -> tuple[Packages, bool]:
+    """The (package, version) pairs mmdebstrap would install today, sorted, and whether they
+    came from ``cache`` (an earlier resolution whose ``InRelease`` files are unchanged)."""
+    if cache is not None:
+        kept = kept_resolution(spec, cache, fetch_digest=fetch_digest)
+        if kept is not None:
+            return kept, True
+    return fresh_resolution(spec, cache, fetch_digest=fetch_digest), False
 
 
 def _prune(directory: Path, keep: int = 8) -> None:
@@ -214,4 +258,12 @@ def _prune(directory: Path, keep: int = 8) -> None:
         old.unlink(missing_ok=True)
 
 
-__all__ = ["Resolution", "mmdebstrap_base", "release_urls", "resolve_packages", "simulate"]
+__all__ = [
+    "Resolution",
+    "fresh_resolution",
+    "kept_resolution",
+    "mmdebstrap_base",
+    "release_urls",
+    "resolve_packages",
+    "simulate",
+]

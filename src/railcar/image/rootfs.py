@@ -26,7 +26,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +36,7 @@ from pathlib import Path
 from shlex import quote as q
 
 from railcar.image.errors import RootfsError
-from railcar.image.resolve import mmdebstrap_base, resolve_packages
+from railcar.image.resolve import fresh_resolution, kept_resolution, mmdebstrap_base
 from railcar.image.spec import ImageSpec
 from railcar.runner import run
 
@@ -113,8 +115,9 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
         "dracut": _tree_digest(data_dir() / "dracut"),
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
         # 2: the customize script adds Ignition's dracut module; 3: dracut runs once (INITRD=No
-        # for the kernel hook), dpkg unpacks with force-unsafe-io
-        "format": 3,
+        # for the kernel hook), dpkg unpacks with force-unsafe-io; 4: merged /usr by mmdebstrap's
+        # hooks instead of usrmerge
+        "format": 4,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -217,12 +220,55 @@ def cache_lock(cache: Path, name: str) -> Iterator[None]:
 
 
 def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Rootfs:
-    """The cached tree for ``spec`` (built with mmdebstrap when the cache has none)."""
-    packages, reused = resolve_packages(spec, cache)
+    """The cached tree for ``spec`` (built with mmdebstrap when the cache has none).
+
+    A cache without any tree (a new machine or CI cache) cannot hold this one, so there the
+    bootstrap starts at once and the resolution that names the tree runs beside it (ADR 0028).
+    """
+    packages = kept_resolution(spec, cache)
+    if packages is None:
+        with cache_lock(cache, "rootfs"):
+            if not _complete_entries(cache / "rootfs"):
+                return _build_beside_resolution(spec, cache, log)
+        packages = fresh_resolution(spec, cache)
+        reused = False
+    else:
+        reused = True
     key = rootfs_key(spec, packages)
     with cache_lock(cache, "rootfs"):
         rootfs = _cached_rootfs(spec, cache, key, log)
     return dataclasses.replace(rootfs, resolution_reused=reused)
+
+
+def _complete_entries(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir() if (p / "manifest.json").is_file()]
+
+
+def consistent_with_resolution(
+    installed: list[tuple[str, str]], resolved: list[tuple[str, str]]
+) -> bool:
+    """Whether a tree bootstrapped beside a resolution is the tree that resolution names: every
+    installed (package, version) was resolved. (The resolution may list more: apt's simulation
+    includes packages that a later step replaces, such as ``lsb-base``.)"""
+    return set(installed) <= set(resolved)
+
+
+def _build_beside_resolution(spec: ImageSpec, cache: Path, log: Path | None) -> Rootfs:
+    """Bootstrap and resolve at the same time; the resolution's key names the new tree."""
+    work = cache / "rootfs" / f".beside-resolution-{os.getpid()}.partial"
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="railcar-resolve") as pool:
+        resolving = pool.submit(fresh_resolution, spec, cache)
+        installed, kernel = _bootstrap(spec, cache, work, log)
+        packages = resolving.result()
+    key = rootfs_key(spec, packages)
+    if not consistent_with_resolution(installed, packages):
+        # The archive changed between the two apt updates: build the tree the key names.
+        shutil.rmtree(work)
+        return _cached_rootfs(spec, cache, key, log)
+    _publish(work, cache / "rootfs" / key)
+    return Rootfs(key, cache / "rootfs" / key / "tree", tuple(installed), kernel, cached=False)
 
 
 def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
@@ -233,13 +279,28 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
         return Rootfs(
             key, entry / "tree", tuple(map(tuple, info["packages"])), info["kernel"], cached=True
         )
+    work = cache / "rootfs" / f".{key}.partial"
+    installed, kernel = _bootstrap(spec, cache, work, log)
+    _publish(work, entry)
+    return Rootfs(key, entry / "tree", tuple(installed), kernel, cached=False)
+
+
+def _publish(work: Path, entry: Path) -> None:
+    shutil.rmtree(entry, ignore_errors=True)
+    work.rename(entry)
+    prune_cache(entry.parent)
+
+
+def _bootstrap(
+    spec: ImageSpec, cache: Path, work: Path, log: Path | None
+) -> tuple[list[tuple[str, str]], str]:
+    """mmdebstrap into ``work/tree``; ``work/manifest.json`` lists what it installed. When the
+    cache has no venv layer for this Railcar, it is made during the customize hooks."""
     if os.geteuid() != 0:
         raise RootfsError(
             "building the root filesystem needs root (mmdebstrap --mode=root)",
             hint="run railcar build as root, or with a cache that already holds this rootfs",
         )
-    shutil.rmtree(entry, ignore_errors=True)
-    work = cache / "rootfs" / f".{key}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     hooks = work / "hooks"
@@ -260,6 +321,9 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
     debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
     debs.mkdir(parents=True, exist_ok=True)
     archives = '"$1/var/cache/apt/archives"'
+    venv = None
+    if not (venv_layer(spec, cache) / ".complete").is_file():
+        venv = _VenvBeside(spec, cache, work)
     cmd = [
         *mmdebstrap_base(spec),
         # Keep downloaded .debs between builds (mmdebstrap(1) "cache" example): a new package
@@ -273,30 +337,47 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
         "--dpkgopt=force-unsafe-io",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
         f"--setup-hook={_link_or_copy(f'{q(str(debs))}/.', archives)}",
+        *(venv.start_hooks() if venv else []),
         f"--customize-hook={_link_or_copy(f'{archives}/.', q(str(debs)))}",
         '--customize-hook=mkdir -p "$1/usr/lib/dracut/modules.d/90railcar-usr"'
         ' "$1/etc/dracut.conf.d"',
         f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
         f"--customize-hook=copy-in {hooks / 'conf' / '00-railcar.conf'} /etc/dracut.conf.d",
         f'--customize-hook=sh {customize} "$1"',
+        *(venv.end_hooks() if venv else []),
         spec.suite,
         str(tree),
         *spec.mirrors,
     ]
-    with open(log or os.devnull, "ab") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    over = threading.Event()
+    beside = None
+    if venv:
+        beside = threading.Thread(target=venv.run, args=(tree, over), name="railcar-venv")
+        beside.start()
+    try:
+        with open(log or os.devnull, "ab") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+    finally:
+        over.set()
+        if beside:
+            beside.join()
     if proc.returncode != 0:
         where = f"; see {log}" if log else ""
         raise RootfsError(f"mmdebstrap failed with exit status {proc.returncode}{where}")
+    if venv and venv.error:
+        raise venv.error
     kernels = sorted((tree / "usr/lib/modules").iterdir())
     if len(kernels) != 1:
         raise RootfsError(f"expected one kernel in the rootfs, found {[k.name for k in kernels]}")
     kernel = kernels[0].name
     installed = [
-        tuple(line.split("\t"))
-        for line in run(
-            ["chroot", tree, "dpkg-query", "-W", "-f=${Package}\t${Version}\n"]
-        ).splitlines()
+        (name, version)
+        for name, version in (
+            line.split("\t")
+            for line in run(
+                ["chroot", tree, "dpkg-query", "-W", "-f=${Package}\t${Version}\n"]
+            ).splitlines()
+        )
     ]
     shutil.rmtree(hooks)
     wanted = {f"{name}_{version.replace(':', '%3a')}_" for name, version in installed}
@@ -305,11 +386,50 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
             deb.unlink()
     # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
     run(["sync", "--file-system", tree])
-    manifest_tmp = work / "manifest.json"
-    manifest_tmp.write_text(json.dumps({"packages": installed, "kernel": kernel}, indent=1))
-    work.rename(entry)
-    prune_cache(entry.parent)
-    return Rootfs(key, entry / "tree", tuple(installed), kernel, cached=False)  # type: ignore[arg-type]
+    manifest = {"packages": installed, "kernel": kernel}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return installed, kernel
+
+
+class _VenvBeside:
+    """Railcar's venv layer, made by the image's python3 in the bootstrap's tree while the
+    customize hooks hard-link the ``.deb`` files and run dracut (ADR 0028): the tree has every
+    package by the first customize hook, and the venv is moved out before the tree is cached."""
+
+    def __init__(self, spec: ImageSpec, cache: Path, work: Path) -> None:
+        self.spec, self.cache = spec, cache
+        self.ready, self.done = work / "venv-ready", work / "venv-done"
+        self.error: Exception | None = None
+
+    def start_hooks(self) -> list[str]:
+        return [f"--customize-hook=touch {q(str(self.ready))}"]
+
+    def end_hooks(self) -> list[str]:
+        # mmdebstrap's cleanup (and the cache) must not see the venv half made
+        return [f"--customize-hook=until [ -e {q(str(self.done))} ]; do sleep 0.1; done"]
+
+    def run(self, tree: Path, over: threading.Event) -> None:
+        """Thread body: wait until the packages are in, make the layer, say done. A failure is
+        kept in :attr:`error`; ``over`` is set when mmdebstrap has ended (maybe early)."""
+        try:
+            with cache_lock(self.cache, "venv"):
+                layer = venv_layer(self.spec, self.cache)
+                if (layer / ".complete").is_file():
+                    return
+                house = wheelhouse(self.spec, self.cache)
+                while not self.ready.exists():
+                    if over.wait(0.1):
+                        return
+                _make_venv_layer(self.spec, tree, layer, house, keep=False)
+        except Exception as e:  # raised by the builder once mmdebstrap has ended
+            self.error = e
+        finally:
+            self.done.touch()
+
+
+def venv_layer(spec: ImageSpec, cache: Path) -> Path:
+    """The cached venv layer for the current Railcar sources and ``spec``'s architecture."""
+    return cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
 
 
 def install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
@@ -323,53 +443,65 @@ def install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
 
 
 def _install_railcar(spec: ImageSpec, stage: Path, cache: Path) -> None:
-    layer = cache / "venv" / f"{railcar_digest()[:24]}-{spec.architecture.value}"
+    layer = venv_layer(spec, cache)
     target = stage / RAILCAR_VENV.lstrip("/")
     if not (layer / ".complete").is_file():
-        house = wheelhouse(spec, cache)
-        wheels = stage / "tmp" / "railcar-wheels"
-        shutil.rmtree(wheels, ignore_errors=True)
-        shutil.copytree(house, wheels)
-        env = {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-            "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        # A venv without pip and setuptools (25 MB that nothing on a read-only /usr could use,
-        # and ~2.7 s of ensurepip per layer): the image's own pip wheel installs into it.
-        pips = sorted((stage / "usr/share/python-wheels").glob("pip-*.whl"))
-        if not pips:
-            raise RootfsError(
-                "the image has no pip wheel (/usr/share/python-wheels) to install Railcar with",
-                hint="keep python3-venv in the spec's packages",
-            )
-        pip = f"/{pips[-1].relative_to(stage)}/pip"
-        for cmd in (
-            ["chroot", str(stage), "python3", "-m", "venv", "--without-pip", RAILCAR_VENV],
-            [
-                "chroot", str(stage), "python3", pip, "--python", f"{RAILCAR_VENV}/bin/python",
-                "install", "--quiet", "--no-index", "--disable-pip-version-check",
-                "--find-links", "/tmp/railcar-wheels", "railcar",
-            ],
-        ):  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-            if proc.returncode != 0:
-                tail = " ".join(proc.stderr.strip().splitlines()[-3:])
-                raise RootfsError(f"installing Railcar into the image failed: {tail}")
-        shutil.rmtree(wheels)
-        partial = layer.with_name(layer.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        run(["cp", "-a", target, partial / "venv"])
-        (partial / ".complete").write_text("")
-        shutil.rmtree(layer, ignore_errors=True)
-        partial.rename(layer)
-        prune_cache(layer.parent)
+        _make_venv_layer(spec, stage, layer, wheelhouse(spec, cache), keep=True)
         return
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     run(["cp", "-a", "--link", layer / "venv", target])
+
+
+def _make_venv_layer(spec: ImageSpec, root: Path, layer: Path, house: Path, *, keep: bool) -> None:
+    """Make Railcar's venv in ``root`` with its python3 and store it as ``layer``: copied when
+    ``keep`` (a stage that becomes the image), else moved out (a tree that must not have it)."""
+    target = root / RAILCAR_VENV.lstrip("/")
+    wheels = root / "tmp" / "railcar-wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    shutil.copytree(house, wheels)
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # A venv without pip and setuptools (25 MB that nothing on a read-only /usr could use,
+    # and ~2.7 s of ensurepip per layer): the image's own pip wheel installs into it.
+    pips = sorted((root / "usr/share/python-wheels").glob("pip-*.whl"))
+    if not pips:
+        raise RootfsError(
+            "the image has no pip wheel (/usr/share/python-wheels) to install Railcar with",
+            hint="keep python3-venv in the spec's packages",
+        )
+    pip = f"/{pips[-1].relative_to(root)}/pip"
+    for cmd in (
+        ["chroot", str(root), "python3", "-m", "venv", "--without-pip", RAILCAR_VENV],
+        [
+            "chroot", str(root), "python3", pip, "--python", f"{RAILCAR_VENV}/bin/python",
+            "install", "--quiet", "--no-index", "--disable-pip-version-check",
+            "--find-links", "/tmp/railcar-wheels", "railcar",
+        ],
+    ):  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+            raise RootfsError(f"installing Railcar into the image failed: {tail}")
+    shutil.rmtree(wheels)
+    partial = layer.with_name(layer.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if keep:
+        run(["cp", "-a", target, partial / "venv"])
+    else:
+        target.rename(partial / "venv")
+        for parent in (target.parent, target.parent.parent):  # /usr/lib/railcar: made by venv
+            if parent != root / "usr/lib" and not any(parent.iterdir()):
+                parent.rmdir()
+    (partial / ".complete").write_text("")
+    shutil.rmtree(layer, ignore_errors=True)
+    partial.rename(layer)
+    prune_cache(layer.parent)
 
 
 def stage_copy(tree: Path, dest: Path) -> Path:
