@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from railcar.gpt import USR_A_UUID, USR_B_UUID, PartitionType
-from railcar.image.disk import assemble, copy_sparse
+from railcar.image.disk import assemble, copy_sparse, sparse_digest
 from railcar.image.layout import disk_layout, hash_tree_blocks, verity_geometry
 from railcar.image.rootfs import prune_cache
 from railcar.image.spec import parse_spec
@@ -99,6 +102,27 @@ def test_copy_sparse_writes_only_data(tmp_path: Path) -> None:
     data = dest.read_bytes()
     assert data[(3 << 20) : (3 << 20) + 4096] == b"x" * 4096
     assert data.count(0) == len(data) - 4096
+
+
+@pytest.mark.parametrize("algo", ["sha256", "sha512"])
+def test_sparse_digest_is_the_files_digest(tmp_path: Path, algo: str) -> None:
+    """Holes at the start, between data, inside the 8 MiB chunk and at the end; data that is
+    itself zeros; a file with no holes; an empty file: each the same as reading every byte."""
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(40 << 20)
+        for offset, data in ((3 << 20, b"A" * 5000), (9 << 20, bytes(4096)), (20 << 20, b"Z")):
+            f.seek(offset)
+            f.write(data)
+    dense = tmp_path / "dense.bin"
+    dense.write_bytes(bytes(range(256)) * 40_000)
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    for path in (sparse, dense, empty):
+        with open(path, "rb") as f:
+            assert sparse_digest(path, algo) == hashlib.file_digest(f, algo).hexdigest()
+    # the sparse file really has holes, so the test covers them
+    assert sparse.stat().st_blocks * 512 < 1 << 20
 
 
 def test_prune_cache_keeps_the_newest(tmp_path: Path) -> None:

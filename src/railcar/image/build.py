@@ -25,7 +25,6 @@ never leaves a directory that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from railcar.image.content import customize, os_release, root_tree, trust_payload_keys
-from railcar.image.disk import copy_in, make_ext4, new_disk
+from railcar.image.disk import copy_in, make_ext4, new_disk, sparse_digest
 from railcar.image.esp import build_uki, kernel_cmdline, make_esp
 from railcar.image.layout import MIB, DiskLayout, disk_layout, verity_geometry
 from railcar.image.rootfs import (
@@ -101,11 +100,6 @@ class _Steps:
         self.report(f"[{self.n}/{self.total}] {label}: {self.seconds[key]:.1f} s")
 
 
-def _file_digest(path: Path, algo: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algo).hexdigest()
-
-
 class _Digests:
     """DIGESTS' hashes, computed in the background as each output file is finished.
 
@@ -123,7 +117,7 @@ class _Digests:
 
     def add(self, path: Path) -> None:
         for algo in reversed(self.ALGOS):  # sha512 first: the slower one
-            self._sums[algo, path.name] = self._pool.submit(_file_digest, path, algo)
+            self._sums[algo, path.name] = self._pool.submit(sparse_digest, path, algo)
 
     def text(self, directory: Path) -> str:
         files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")

@@ -8,8 +8,10 @@ directories (``mkfs.ext4 -d``); partition images are copied in extent by extent
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from railcar.image.errors import DiskAssemblyError
@@ -39,6 +41,20 @@ def make_ext4(spec: ImageSpec, tree: Path, out: Path, *, label: str, size_bytes:
     return out
 
 
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each data extent of the open file ``fd`` of ``size`` bytes, in order
+    (``SEEK_DATA``/``SEEK_HOLE``; a filesystem that keeps no holes reports one extent)."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        pos = end
+
+
 def copy_sparse(source: Path, dest: Path, offset: int, limit: int) -> int:
     """Copy ``source``'s data extents into ``dest`` at ``offset``; bytes of data copied."""
     size = source.stat().st_size
@@ -48,24 +64,40 @@ def copy_sparse(source: Path, dest: Path, offset: int, limit: int) -> int:
         )
     copied = 0
     with open(source, "rb") as src, open(dest, "r+b") as dst:
-        fd = src.fileno()
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole remains
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
+        for start, end in data_extents(src.fileno(), size):
             src.seek(start)
-            while start < end:
-                block = src.read(min(_CHUNK, end - start))
+            pos = start
+            while pos < end:
+                block = src.read(min(_CHUNK, end - pos))
                 if block.count(0) != len(block):
-                    dst.seek(offset + start)
+                    dst.seek(offset + pos)
                     dst.write(block)
                     copied += len(block)
-                start += len(block)
-            pos = end
+                pos += len(block)
     return copied
+
+
+def sparse_digest(path: Path, algo: str) -> str:
+    """``algo``'s hex digest of ``path``, whose holes are hashed from a buffer of zeros rather
+    than read: a disk image is mostly holes, and reading them costs a core as much as hashing."""
+    h = hashlib.new(algo)
+    zeros = memoryview(bytes(_CHUNK))
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        for start, end in [*data_extents(f.fileno(), size), (size, size)]:
+            while pos < start:
+                n = min(_CHUNK, start - pos)
+                h.update(zeros[:n])
+                pos += n
+            f.seek(start)
+            while pos < end:
+                block = f.read(min(_CHUNK, end - pos))
+                if not block:
+                    raise DiskAssemblyError(f"{path} became shorter while it was hashed")
+                h.update(block)
+                pos += len(block)
+    return h.hexdigest()
 
 
 def new_disk(layout: DiskLayout, out: Path) -> Path:
