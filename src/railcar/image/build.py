@@ -210,10 +210,10 @@ def build_image(
     """
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / ".work").mkdir(parents=True)
+    work = partial / ".work"
+    work.mkdir(parents=True)
     steps = _Steps(report, 7 + bool(payload_signers) + qcow2)
     digests = _Digests()
-    work = partial / ".work"
     cleanup = threading.Thread(target=shutil.rmtree, args=(work,), name="railcar-cleanup")
     try:
         result = _build(spec, output, partial, cache or default_cache(), steps, digests,

@@ -495,9 +495,8 @@ def _make_venv_layer(spec: ImageSpec, root: Path, layer: Path, house: Path, *, k
         run(["cp", "-a", target, partial / "venv"])
     else:
         target.rename(partial / "venv")
-        for parent in (target.parent, target.parent.parent):  # /usr/lib/railcar: made by venv
-            if parent != root / "usr/lib" and not any(parent.iterdir()):
-                parent.rmdir()
+        if not any(target.parent.iterdir()):  # /usr/lib/railcar, made for the venv
+            target.parent.rmdir()
     (partial / ".complete").write_text("")
     shutil.rmtree(layer, ignore_errors=True)
     partial.rename(layer)
