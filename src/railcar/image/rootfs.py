@@ -228,7 +228,7 @@ def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Ro
     packages = kept_resolution(spec, cache)
     if packages is None:
         with cache_lock(cache, "rootfs"):
-            if not _complete_entries(cache / "rootfs"):
+            if not _has_a_tree(cache / "rootfs"):
                 return _build_beside_resolution(spec, cache, log)
         packages = fresh_resolution(spec, cache)
         reused = False
@@ -240,10 +240,8 @@ def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Ro
     return dataclasses.replace(rootfs, resolution_reused=reused)
 
 
-def _complete_entries(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return [p for p in directory.iterdir() if (p / "manifest.json").is_file()]
+def _has_a_tree(directory: Path) -> bool:
+    return directory.is_dir() and any((p / "manifest.json").is_file() for p in directory.iterdir())
 
 
 def consistent_with_resolution(
@@ -267,8 +265,7 @@ def _build_beside_resolution(spec: ImageSpec, cache: Path, log: Path | None) -> 
         # The archive changed between the two apt updates: build the tree the key names.
         shutil.rmtree(work)
         return _cached_rootfs(spec, cache, key, log)
-    _publish(work, cache / "rootfs" / key)
-    return Rootfs(key, cache / "rootfs" / key / "tree", tuple(installed), kernel, cached=False)
+    return _publish(work, cache / "rootfs" / key, installed, kernel)
 
 
 def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
@@ -280,15 +277,15 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
             key, entry / "tree", tuple(map(tuple, info["packages"])), info["kernel"], cached=True
         )
     work = cache / "rootfs" / f".{key}.partial"
-    installed, kernel = _bootstrap(spec, cache, work, log)
-    _publish(work, entry)
-    return Rootfs(key, entry / "tree", tuple(installed), kernel, cached=False)
+    return _publish(work, entry, *_bootstrap(spec, cache, work, log))
 
 
-def _publish(work: Path, entry: Path) -> None:
+def _publish(work: Path, entry: Path, installed: list[tuple[str, str]], kernel: str) -> Rootfs:
+    """Make the bootstrapped ``work`` the cache entry ``entry`` (named by its key)."""
     shutil.rmtree(entry, ignore_errors=True)
     work.rename(entry)
     prune_cache(entry.parent)
+    return Rootfs(entry.name, entry / "tree", tuple(installed), kernel, cached=False)
 
 
 def _bootstrap(
