@@ -2,9 +2,10 @@
 
 The image is exactly one partition long (:class:`~railcar.image.layout.VerityGeometry`): the
 erofs filesystem from byte 0, zeros up to the fixed hash offset, then the verity superblock and
-hash tree (``veritysetup format --hash-offset``, data and hash on the same file, as Flatcar's
-``disk_util Verity()``). This file is ``railcar_production_update.bin`` — what a payload
-writes, byte for byte — and what USR-A holds in a fresh disk image.
+hash tree (:mod:`.verity`: the bytes ``veritysetup format --hash-offset`` writes with data and
+hash on the same file, as Flatcar's ``disk_util Verity()``). This file is
+``railcar_production_update.bin`` — what a payload writes, byte for byte — and what USR-A holds
+in a fresh disk image.
 
 Reproducible: erofs gets a fixed UUID and timestamp, verity a fixed salt and UUID, all derived
 from the spec (:mod:`railcar.image.layout`); the tree's file order is erofs's own sorted order.
@@ -13,16 +14,14 @@ from the spec (:mod:`railcar.image.layout`); the tree's file order is erofs's ow
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from railcar.image.errors import UsrImageError
-from railcar.image.layout import VERITY_BLOCK, VerityGeometry, derived_uuid, verity_salt
+from railcar.image.layout import VerityGeometry, derived_uuid, verity_salt
 from railcar.image.spec import Compression, ImageSpec
+from railcar.image.verity import hash_area
 from railcar.runner import run
-
-_ROOT_HASH = re.compile(r"^Root hash:\s*([0-9a-f]{64})\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -57,29 +56,23 @@ def make_usr_image(spec: ImageSpec, usr: Path, out: Path, geometry: VerityGeomet
             " USR partition holds before its hash tree",
             hint="raise partitions.usr or drop packages",
         )
+    try:
+        with open(fs, "rb") as data:
+            area = hash_area(
+                data, size, geometry.data_blocks,
+                salt=bytes.fromhex(verity_salt(spec)), uuid=derived_uuid(spec, "usr-verity"),
+            )  # fmt: skip
+        if geometry.hash_offset + len(area.data) > geometry.partition_bytes:
+            raise UsrImageError(
+                f"the hash tree overran the partition: {len(area.data)} bytes at"
+                f" {geometry.hash_offset}, in a partition of {geometry.partition_bytes}"
+            )
+        with open(fs, "r+b") as image:
+            image.truncate(geometry.partition_bytes)
+            image.seek(geometry.hash_offset)
+            image.write(area.data)
+    except BaseException:
+        fs.unlink(missing_ok=True)
+        raise
     os.replace(fs, out)
-    os.truncate(out, geometry.partition_bytes)
-    text = run(
-        [
-            "veritysetup",
-            "format",
-            "--hash=sha256",
-            f"--data-block-size={VERITY_BLOCK}",
-            f"--hash-block-size={VERITY_BLOCK}",
-            f"--data-blocks={geometry.data_blocks}",
-            f"--hash-offset={geometry.hash_offset}",
-            f"--salt={verity_salt(spec)}",
-            f"--uuid={derived_uuid(spec, 'usr-verity')}",
-            out,
-            out,
-        ]
-    )
-    found = _ROOT_HASH.search(text)
-    if found is None:
-        raise UsrImageError(f"veritysetup format printed no root hash: {text.strip()[-200:]}")
-    if out.stat().st_size != geometry.partition_bytes:
-        raise UsrImageError(
-            f"the hash tree overran the partition: {out.stat().st_size} bytes,"
-            f" expected {geometry.partition_bytes}"
-        )
-    return UsrImage(out, found.group(1), size, geometry)
+    return UsrImage(out, area.root_hash, size, geometry)
