@@ -118,7 +118,7 @@ def derived_uuid(spec: ImageSpec, purpose: str) -> UUID:
 
 
 def verity_salt(spec: ImageSpec) -> str:
-    """The hex salt for ``veritysetup format`` (32 bytes, like cryptsetup's random default)."""
+    """The hex salt of the verity superblock (32 bytes, like cryptsetup's random default)."""
     seed = f"railcar:{spec.name}:{spec.version}:{spec.source_date_epoch}:verity-salt"
     return hashlib.sha256(seed.encode()).hexdigest()
 
