@@ -4,7 +4,7 @@ writes them with ``--hash-offset`` (format 1, SHA-256, one block size for data a
 Made here rather than by veritysetup because most of a USR slot's data area is the zeros after
 the filesystem (~650 of 1,000 MiB in the example), and all zero blocks have one digest: this
 hashes only the filesystem's blocks. veritysetup read and hashed all of them, then fsynced.
-``tests/image/test_verity.py`` checks the bytes against veritysetup's for trees of one to three
+``tests/image/test_verity.py`` checks the bytes against veritysetup's for trees of zero to three
 levels. Pure apart from reading the data through the file object it is given.
 
 Facts from cryptsetup (``lib/verity/verity.c``, ``lib/verity/verity_hash.c``):
@@ -32,7 +32,6 @@ from uuid import UUID
 from railcar.image.layout import VERITY_BLOCK
 
 ALGORITHM = "sha256"
-DIGEST = 32
 SUPERBLOCK = 512
 _SIGNATURE = b"verity\0\0"
 _VERSION = 1
