@@ -440,7 +440,7 @@ class _VenvBeside:
                     return
                 house = wheelhouse(self.spec, self.cache)
                 while not self.ready.exists():
-                    if python_unpacked(tree):
+                    if self.early_failure is None and python_unpacked(tree):
                         try:
                             _make_venv_layer(self.spec, tree, layer, house, keep=False)
                             self.made_early = True
@@ -448,11 +448,7 @@ class _VenvBeside:
                         except Exception as e:  # retried once every package is in
                             self.early_failure = e
                             _remove_venv(tree)
-                            break
-                    if over.wait(0.1):
-                        return
-                while not self.ready.exists():
-                    if over.wait(0.1):
+                    elif over.wait(0.1):
                         return
                 _make_venv_layer(self.spec, tree, layer, house, keep=False)
         except Exception as e:  # raised by the builder once mmdebstrap has ended
