@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from railcar.image import parse_spec
-from railcar.image.resolve import Resolution, release_urls, resolve_packages
+from railcar.image.resolve import (
+    Resolution,
+    release_urls,
+    resolve_packages,
+    simulation_preferences,
+)
 from tests.imagebuild import EXAMPLE, example_spec_text
 
 ONE_LINE = """\
@@ -117,3 +122,19 @@ def test_second_resolution_reuses_the_first_until_an_inrelease_differs(tmp_path:
     third, reused = resolve_packages(spec, tmp_path)
     assert not reused and third == first
     assert json.loads(entry.read_text())["releases"] == stored["releases"]  # rewritten
+
+
+def test_the_simulation_pins_usrmerge_away_unless_the_spec_names_it() -> None:
+    """The merged-/usr hook makes a real bootstrap skip usrmerge (and the Perl it needs); the
+    simulation, which runs no hook, is told the same through apt preferences (ADR 0032)."""
+    spec = parse_spec(example_spec_text("1.0.0"), path=EXAMPLE)
+    text = simulation_preferences(spec)
+    assert text is not None
+    stanza = dict(line.split(": ", 1) for line in text.strip().splitlines())
+    assert stanza == {"Package": "usrmerge", "Pin": "version *", "Pin-Priority": "-1"}
+    asked = parse_spec(
+        example_spec_text("1.0.0").replace('"systemd", ', '"systemd", "usrmerge", ', 1),
+        path=EXAMPLE,
+    )
+    assert "usrmerge" in asked.packages
+    assert simulation_preferences(asked) is None

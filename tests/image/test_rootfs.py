@@ -14,6 +14,7 @@ import railcar.image.rootfs as rootfs_module
 from railcar.image import parse_spec
 from railcar.image.build import default_cache
 from railcar.image.errors import RootfsError
+from railcar.image.resolve import Resolution
 from railcar.image.rootfs import (
     RAILCAR_VENV,
     build_rootfs,
@@ -144,7 +145,16 @@ def test_empty_cache_bootstraps_beside_resolution_and_makes_the_venv(tmp_path: P
     built = build_rootfs(spec, cache, log=tmp_path / "mmdebstrap.log")
     assert not built.cached and not built.resolution_reused
     assert built.tree == cache / "rootfs" / built.key / "tree"
-    assert list((cache / "resolve").glob("*.json")), "the resolution was not stored"
+    stored = list((cache / "resolve").glob("*.json"))
+    assert stored, "the resolution was not stored"
+    resolution = Resolution.from_json(stored[0].read_text())
+    assert resolution is not None
+    # The key's package list is what the bootstrap installed: no usrmerge or Perl, which only
+    # a simulation without the merged-/usr hook would choose (ADR 0032). lsb-base, a
+    # transitional package sysvinit-utils provides, is the one name it still adds.
+    extra = {n for n, _ in resolution.packages} - {n for n, _ in built.packages}
+    assert extra <= {"lsb-base"}, extra
+    assert set(built.packages) <= set(resolution.packages)
     assert not (built.tree / "usr/lib/railcar").exists(), "the venv was left in the cached tree"
     assert not (built.tree / "tmp/railcar-wheels").exists()
     assert not list((cache / "rootfs").glob(".*")), "a partial tree was left behind"

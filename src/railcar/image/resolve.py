@@ -142,9 +142,10 @@ def _tool_versions() -> str:
 
 
 def _entry(spec: ImageSpec, cache: Path) -> Path:
-    # format 2: the simulation names usr-is-merged (merged-/usr hooks, ADR 0028)
+    # format 2: the simulation names usr-is-merged (merged-/usr hooks, ADR 0028);
+    # 3: and pins usrmerge away (ADR 0032)
     material = json.dumps(
-        {"spec": spec.rootfs_fields(), "tools": _tool_versions(), "format": 2}, sort_keys=True
+        {"spec": spec.rootfs_fields(), "tools": _tool_versions(), "format": 3}, sort_keys=True
     )
     return cache / "resolve" / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
 
@@ -156,6 +157,19 @@ def _entry(spec: ImageSpec, cache: Path) -> Path:
 # setup_merged_usr when debootstrap is installed (scripts/setup installs it), and its own links
 # otherwise; the two differ (lib32, libx32), so every build host should have debootstrap.
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/merged-usr"
+
+
+# What the merged-/usr hooks make a real bootstrap skip: init-system-helpers depends on
+# "usrmerge | usr-is-merged", and the hook has installed usr-is-merged before apt chooses.
+_HOOK_SKIPS = "usrmerge"
+
+
+def simulation_preferences(spec: ImageSpec) -> str | None:
+    """apt_preferences(5) for the simulation only: :data:`_HOOK_SKIPS` pinned below zero (never
+    installed), unless the spec asks for it by name; ``None`` when there is nothing to pin."""
+    if _HOOK_SKIPS in spec.packages:
+        return None
+    return f"Package: {_HOOK_SKIPS}\nPin: version *\nPin-Priority: -1\n"
 
 
 def mmdebstrap_base(spec: ImageSpec) -> list[str]:
@@ -180,11 +194,17 @@ def simulate(spec: ImageSpec, fetch_digest: FetchDigest = fetch_release_digest) 
     with tempfile.TemporaryDirectory(prefix="railcar-resolve-") as tmp:
         # A directory as the target keeps the apt sources mmdebstrap chose (mmdebstrap(1)).
         target = Path(tmp) / "root"
-        # A simulation runs no essential hook, so apt would not know that the merged-/usr hook
-        # installs usr-is-merged: named here, it is in the answer (which then also lists the
-        # usrmerge a real bootstrap skips; a tree is checked to be a subset, ADR 0028).
+        # A simulation runs no hook, so apt would not know that the merged-/usr setup hook
+        # installs usr-is-merged before the essential set. Named here, usr-is-merged is in the
+        # answer; pinned away (apt_preferences(5): a negative priority never installs),
+        # usrmerge and the Perl it pulls in are not, as in a real bootstrap (ADR 0032).
+        pins = []
+        if (text := simulation_preferences(spec)) is not None:
+            preferences = Path(tmp) / "preferences"
+            preferences.write_text(text)
+            pins = [f'--aptopt=Dir::Etc::Preferences "{preferences}"']
         cmd = [
-            *mmdebstrap_base(spec), "--include=usr-is-merged", "--simulate", "--verbose",
+            *mmdebstrap_base(spec), "--include=usr-is-merged", *pins, "--simulate", "--verbose",
             spec.suite, str(target),
         ]  # fmt: skip
         # mmdebstrap prints apt's simulation on stderr.
@@ -266,4 +286,5 @@ __all__ = [
     "release_urls",
     "resolve_packages",
     "simulate",
+    "simulation_preferences",
 ]
