@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.image_boot_bench import BootBench
+from benchmarks.image_boot_bench import BootBench, phase_medians
 from benchmarks.image_boot_bench import summarize as summarize_boots
 from benchmarks.image_build_bench import BuildBench
 from benchmarks.image_build_bench import summarize as summarize_builds
@@ -66,7 +66,7 @@ def boot(args: argparse.Namespace) -> dict[str, Any]:
     samples, phases = bench.measure(args.runs)
     return {"started": started, "ended": _context(), "accel": bench.accel, **prepared,
             "first_boot_seconds": first, **summarize_boots(samples),
-            "second_boot_phases": phases}  # fmt: skip
+            "second_boot_phases": phases, "phase_medians": phase_medians(phases)}  # fmt: skip
 
 
 def _print_build(result: dict[str, Any]) -> None:
@@ -90,6 +90,8 @@ def _print_boot(result: dict[str, Any]) -> None:
     print(f"second boots: {result['second_boot_seconds']}")
     for kind, parts in result["second_boot_phases"].items():
         print(f"  {kind} phases (s): {parts}")
+    for kind, medians in result["phase_medians"].items():
+        print(f"  {kind} phase medians (s): {medians}")
     for name, seconds in result["median_seconds"].items():
         print(f"{name:<8} {seconds:7.1f} s (median, QEMU start to RAILCAR-BOOTED)")
     print(f"railcar/plain {result['ratio railcar/plain']:5.2f}   goal ≤ {result['goal']}")

@@ -119,6 +119,7 @@ def expected_report(kind: str, report: dict[str, str]) -> str | None:
 
 _UPTIME = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)$")
 SYSTEM_MODE = "running in system mode"  # systemd's banner: once in the initrd, once after
+KERNEL_DONE = "Run /init as init process"  # the kernel's init done, the initramfs unpacked
 RCU_STALL = "detected stall"  # "rcu: INFO: rcu_preempt self-detected stall on CPU"
 
 
@@ -127,25 +128,30 @@ def boot_phases(console: str, seconds: float) -> dict[str, float | int] | None:
     timestamps (guest uptime) on its console: ``firmware`` (everything before the kernel: OVMF,
     for Railcar also systemd-boot and the UKI stub; includes up to 0.5 s of console polling),
     ``initrd`` (kernel start to the real root's systemd), ``userspace`` (from there to the
-    report's journal line). ``rcu_stalls`` counts RCU stall warnings. None when a mark is
-    missing (e.g. a console without timestamps)."""
+    report's journal line). ``rcu_stalls`` counts RCU stall warnings. ``kernel`` (part of
+    ``initrd``) is a control: up to the kernel starting /init both kinds run the same kernel on
+    the same initrd, so a boot whose ``kernel`` is off ran on a slower emulated machine. None
+    when a mark is missing (e.g. a console without timestamps)."""
     banners: list[float] = []
-    report = None
+    report = kernel = None
     stalls = 0
     for line in console.splitlines():
         m = _UPTIME.match(line)
         if not m:
             continue
         uptime, text = float(m[1]), m[2]
-        if SYSTEM_MODE in text:
+        if KERNEL_DONE in text and kernel is None:
+            kernel = uptime
+        elif SYSTEM_MODE in text:
             banners.append(uptime)
         elif BOOTED in text and report is None:
             report = uptime
         stalls += RCU_STALL in text
-    if report is None or len(banners) < 2:
+    if report is None or kernel is None or len(banners) < 2:
         return None
     return {
         "firmware": round(seconds - report, 1),
+        "kernel": round(kernel, 1),
         "initrd": round(banners[1], 1),
         "userspace": round(report - banners[1], 1),
         "rcu_stalls": stalls,
@@ -286,3 +292,13 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:
         "goal": 1.1,
         "cores": os.cpu_count(),
     }
+
+
+def phase_medians(phases: dict[str, list[Any]]) -> dict[str, dict[str, float]]:
+    """Per kind, the median of each :func:`boot_phases` figure over the boots that have them."""
+    out: dict[str, dict[str, float]] = {}
+    for kind, boots_ in phases.items():
+        split = [p for p in boots_ if p]
+        names = split[0].keys() if split else ()
+        out[kind] = {n: round(median(p[n] for p in split), 2) for n in names}
+    return out

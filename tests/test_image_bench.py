@@ -12,6 +12,7 @@ from benchmarks.image_boot_bench import (
     boot_order,
     boot_phases,
     expected_report,
+    phase_medians,
     plain_cmdline,
     plain_layout,
 )
@@ -199,9 +200,22 @@ railcar login: RAILCAR-BOOTED slot=A version=1.0.0 usr=/dev/mapper/usr verity=ye
 
 def test_boot_phases_split_a_boot_at_the_kernel_and_the_switch_root() -> None:
     assert boot_phases(CONSOLE, 56.1) == {
-        "firmware": 7.0, "initrd": 17.8, "userspace": 31.4, "rcu_stalls": 1,
+        "firmware": 7.0, "kernel": 5.0, "initrd": 17.8, "userspace": 31.4, "rcu_stalls": 1,
     }  # fmt: skip
+    # without the kernel's mark (the control): no split either
+    no_init = "\n".join(line for line in CONSOLE.splitlines() if "Run /init" not in line)
+    assert boot_phases(no_init, 56.1) is None
     # without the real root's banner (e.g. a boot that never left the initrd): no split
     no_root = "\n".join(line for line in CONSOLE.splitlines() if "17.79" not in line)
     assert boot_phases(no_root, 56.1) is None
     assert boot_phases("RAILCAR-BOOTED slot=A\n", 56.1) is None
+
+
+def test_phase_medians_take_each_figure_over_the_boots_that_split() -> None:
+    one = {"firmware": 6.0, "kernel": 3.2, "initrd": 15.0, "userspace": 30.0, "rcu_stalls": 0}
+    two = {"firmware": 7.0, "kernel": 4.4, "initrd": 17.0, "userspace": 40.0, "rcu_stalls": 2}
+    got = phase_medians({"railcar": [one, None, two], "plain": [None]})
+    assert got["railcar"] == {
+        "firmware": 6.5, "kernel": 3.8, "initrd": 16.0, "userspace": 35.0, "rcu_stalls": 1.0,
+    }  # fmt: skip
+    assert got["plain"] == {}
