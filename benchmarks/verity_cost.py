@@ -103,15 +103,13 @@ def _cmdline_value(cmdline: str, key: str) -> str:
 Times = dict[str, dict[str, list[float]]]
 
 
-def _option_times(root: Ssh, option_sets: list[str], runs: int) -> Times:
+def _option_times(root: Ssh, slot: str, option_sets: list[str], runs: int) -> Times:
     """Seconds to exec (``--version``) and to read the :data:`WORKLOAD_BINARIES` from a second
-    mapping of the booted slot opened with each option set, caches dropped before each."""
+    mapping of the booted ``slot`` opened with each option set, caches dropped before each."""
     cmdline = root.run("cat /proc/cmdline")
     root_hash = _cmdline_value(cmdline, "verity.usrhash")
     offset = _cmdline_value(cmdline, "railcar.verity_hash_offset")
-    slot = "/dev/" + root.run("ls /sys/block/$(basename $(readlink -f /dev/mapper/usr))/slaves")
-    loop = root.run(f"losetup --read-only --direct-io=on --find --show {slot.split()[0]}")
-    slot = loop.strip()
+    loop = root.run(f"losetup --read-only --direct-io=on --find --show {slot}").strip()
     bins = " ".join(f"/mnt/bench/{b}" for b in WORKLOAD_BINARIES)
     execs = "; ".join(f"/mnt/bench/{b} --version >/dev/null 2>&1" for b in WORKLOAD_BINARIES)
     timed = 'a=$(date +%s.%N); {}; b=$(date +%s.%N); echo "$a $b"'
@@ -120,7 +118,7 @@ def _option_times(root: Ssh, option_sets: list[str], runs: int) -> Times:
     for _ in range(runs):
         for options in option_sets:
             root.run(
-                f"veritysetup open {options} --hash-offset={offset} {slot} bench {slot}"
+                f"veritysetup open {options} --hash-offset={offset} {loop} bench {loop}"
                 f" {root_hash} && mount -t erofs -o ro /dev/mapper/bench /mnt/bench"
             )
             try:
@@ -130,7 +128,7 @@ def _option_times(root: Ssh, option_sets: list[str], runs: int) -> Times:
                     times[options][name].append(round(end - start, 3))
             finally:
                 root.run("umount /mnt/bench; veritysetup close bench")
-    root.run(f"losetup --detach {slot}")
+    root.run(f"losetup --detach {loop}")
     return times
 
 
@@ -159,7 +157,7 @@ def measure(
             verity.append(_dd(root, "/dev/mapper/usr"))
             raw.append(_dd(root, f"/dev/{slot}"))
         speeds = _hash_speeds(root, hashes, runs) if hashes else {}
-        options = _option_times(root, option_sets, runs) if option_sets else {}
+        options = _option_times(root, f"/dev/{slot}", option_sets, runs) if option_sets else {}
     boot_mib = int(stat[2]) * 512 / MIB
     v, r = statistics.median(verity), statistics.median(raw)
     return {
@@ -174,7 +172,8 @@ def measure(
         "hash_mib_s": {name: [round(x, 1) for x in got] for name, got in speeds.items()},
         "open_options_seconds": options,
         "open_options_medians": {
-            o: {k: round(statistics.median(v), 3) for k, v in t.items()} for o, t in options.items()
+            o: {k: round(statistics.median(got), 3) for k, got in t.items()}
+            for o, t in options.items()
         },
         "console": str(vm.console),
     }
@@ -194,6 +193,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="run directory (default: a temporary one)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     work = args.work or Path(tempfile.mkdtemp(prefix="railcar-verity-"))
     work.mkdir(parents=True, exist_ok=True)
     hashes = [h for h in args.hashes.split(",") if h]
