@@ -2,6 +2,7 @@
 
     uv run python benchmarks/image_bench.py build [--runs 1] [--work .railcar/bench-image]
     uv run python benchmarks/image_bench.py boot  [--runs 3] [--work .railcar/bench-image]
+                                                  [--variant SPEC]
 
 ``build`` (root; mkosi 14 from Debian: ``apt-get install mkosi``): per run a cold ``railcar
 build`` of the example spec from an empty cache, a warm rebuild after a one-line spec change,
@@ -10,8 +11,8 @@ and mkosi building the same suite and packages; prints each time and the ratios 
 
 ``boot`` (QEMU, OVMF; TCG without KVM): the example image against the same kernel, initrd and
 staged tree booted plainly from one ext4 disk; median seconds from QEMU's start to the
-``RAILCAR-BOOTED`` line of a second boot, and the ratio (goal ≤ 1.1). Details:
-``benchmarks/image_boot_bench.py``.
+``RAILCAR-BOOTED`` line of a second boot, and the ratio (goal ≤ 1.1); with ``--variant``, the
+image of another spec too, in the same rounds. Details: ``benchmarks/image_boot_bench.py``.
 
 Both print JSON with ``--json``. Nothing here asserts: figures go to docs/PERFORMANCE.md.
 """
@@ -59,7 +60,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def boot(args: argparse.Namespace) -> dict[str, Any]:
-    bench = BootBench(args.spec, args.work, args.cache or args.work / "prime" / "railcar-cache")
+    cache = args.cache or args.work / "prime" / "railcar-cache"
+    bench = BootBench(args.spec, args.work, cache, variant=args.variant)
     prepared = bench.prepare()
     started = _context()
     first = bench.first_boots()
@@ -95,6 +97,12 @@ def _print_boot(result: dict[str, Any]) -> None:
     for name, seconds in result["median_seconds"].items():
         print(f"{name:<8} {seconds:7.1f} s (median, QEMU start to RAILCAR-BOOTED)")
     print(f"railcar/plain {result['ratio railcar/plain']:5.2f}   goal ≤ {result['goal']}")
+    print(f"  per round of boots: {result['pair_ratios']},"
+          f" median {result['median_pair_ratio']:.2f}")  # fmt: skip
+    if "ratio variant/railcar" in result:
+        print(f"variant/railcar {result['ratio variant/railcar']:5.2f};"
+              f" per round: {result['variant_pair_ratios']},"
+              f" median {result['median_variant_pair_ratio']:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -111,6 +119,8 @@ def main() -> None:
     v.add_argument("--runs", type=int, default=3, help="second boots of each kind")
     v.add_argument("--cache", type=Path, default=None,
                    help="Railcar build cache (default: the build benchmark's)")  # fmt: skip
+    v.add_argument("--variant", type=Path, default=None, metavar="SPEC",
+                   help="also boot this spec's image in every round, as a third kind")  # fmt: skip
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")

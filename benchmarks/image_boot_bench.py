@@ -19,6 +19,11 @@ Each disk's first boot (Railcar: Ignition with an empty config, a random disk GU
 grown into 1 GiB of extra disk, SSH host keys, machine id) is timed once and then powered off
 cleanly (ACPI). The measured boots are *second* boots of those disks, each on a fresh overlay,
 alternated between the two. Nothing here asserts: the figures go to docs/PERFORMANCE.md.
+
+**Variant** (``--variant SPEC``, optional): a second Railcar image, built from another spec (a
+setting to try), booted in the same run as a third kind. A change worth a few seconds is
+smaller than the drift of the emulated machine's speed between runs; in one run, each round
+boots every kind once, so the variant is compared with the first image boot by boot.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from railcar.vm.qmp import qmp
 BOOT_TIMEOUT = 900.0  # s: one boot under TCG on two shared cores takes 1-3 min
 POWERDOWN_TIMEOUT = 300.0
 KINDS = ("railcar", "plain")
+VARIANT = "variant"  # the optional third kind: another spec's Railcar image
 # In the initrd: the unit that opens the booted USR slot with dm-verity (data/dracut).
 VERITY_UNIT = "railcar-usr-verity.service"
 
@@ -96,11 +102,13 @@ def plain_layout(spec: ImageSpec) -> DiskLayout:
     return DiskLayout(derived_uuid(spec, "plain-disk"), (root,), total)
 
 
-def boot_order(runs: int) -> list[str]:
-    """ABBA…: each kind goes first in every other pair, so neither always follows the other."""
+def boot_order(runs: int, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    """One round per run, each round every kind once, rotated by one each round: ABBA… for two
+    kinds, ABC BCA CAB… for three, so no kind always follows the same other one."""
     order: list[str] = []
     for run in range(runs):
-        order += list(KINDS) if run % 2 == 0 else list(reversed(KINDS))
+        shift = run % len(kinds)
+        order += [*kinds[shift:], *kinds[:shift]]
     return order
 
 
@@ -109,7 +117,7 @@ def expected_report(kind: str, report: dict[str, str]) -> str | None:
     wrong thing, e.g. a plain boot that still opened /usr with verity."""
     if report.get("multi-user") != "active":
         return f"multi-user is {report.get('multi-user')!r}"
-    if kind == "railcar":
+    if kind != "plain":
         if report.get("verity") != "yes" or report.get("usr") != "/dev/mapper/usr":
             return f"/usr is {report.get('usr')!r} with verity={report.get('verity')!r}"
     elif report.get("verity") != "no" or report.get("usr") != "none":
@@ -162,9 +170,13 @@ def boot_phases(console: str, seconds: float) -> dict[str, float | int] | None:
 
 
 class BootBench:
-    def __init__(self, spec_path: Path, work: Path, cache: Path) -> None:
+    def __init__(
+        self, spec_path: Path, work: Path, cache: Path, variant: Path | None = None
+    ) -> None:
         self.spec_path = spec_path.resolve()
         self.spec = parse_spec(self.spec_path.read_text(), path=self.spec_path)
+        self.variant = variant.resolve() if variant else None
+        self.kinds = (*KINDS, VARIANT) if variant else KINDS
         self.work = work.resolve() / "boot"
         self.cache = cache.resolve()
         self.disks: dict[str, Path] = {}
@@ -205,10 +217,15 @@ class BootBench:
         shutil.rmtree(stage)
         self.disks = {"railcar": out / "railcar_production_image.bin", "plain": plain}
         self.args = {
-            "railcar": (),
+            "railcar": (), VARIANT: (),
             "plain": ("-kernel", str(self.work / kernel.name), "-initrd",
                       str(self.work / initrd.name), "-append", plain_cmdline(self.spec)),
         }  # fmt: skip
+        if self.variant:
+            print(f"boot: building the variant image ({self.variant})…", file=sys.stderr)
+            spec = parse_spec(self.variant.read_text(), path=self.variant)
+            variant = build_image(spec, self.work / "variant-image", cache=self.cache)
+            self.disks[VARIANT] = Path(variant.output) / "railcar_production_image.bin"
         return {
             "kernel": rootfs.kernel_version,
             "rootfs_key": rootfs.key,
@@ -216,11 +233,12 @@ class BootBench:
             "plain_cmdline": plain_cmdline(self.spec),
             "railcar_disk_bytes": self.disks["railcar"].stat().st_size,
             "plain_disk_bytes": plain.stat().st_size,
+            "variant_spec": str(self.variant) if self.variant else None,
         }
 
     def _vm(self, kind: str, image: Path, run_dir: Path, *, first: bool) -> Vm:
         ignition = None
-        if kind == "railcar" and first:
+        if kind != "plain" and first:
             ignition = run_dir.parent / "empty.ign"
             ignition.write_text(json.dumps({"ignition": {"version": IGNITION_VERSION}}))
         return Vm(
@@ -256,7 +274,7 @@ class BootBench:
     def first_boots(self) -> dict[str, float]:
         """Each disk's first boot, timed once; its disk afterwards is what later boots start
         from (the overlay, backed by the built image)."""
-        for kind in KINDS:
+        for kind in self.kinds:
             print(f"boot: first boot of {kind}…", file=sys.stderr)
             run_dir = self.work / f"{kind}-first"
             seconds, vm, _ = self._boot(kind, self.disks[kind], run_dir, first=True)
@@ -269,29 +287,52 @@ class BootBench:
 
     def measure(self, runs: int) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
         """Second boots: seconds per kind, and each boot's :func:`boot_phases`."""
-        samples: dict[str, list[float]] = {k: [] for k in KINDS}
-        phases: dict[str, list[Any]] = {k: [] for k in KINDS}
-        for i, kind in enumerate(boot_order(runs)):
+        samples: dict[str, list[float]] = {k: [] for k in self.kinds}
+        phases: dict[str, list[Any]] = {k: [] for k in self.kinds}
+        order = boot_order(runs, self.kinds)
+        for i, kind in enumerate(order):
             run_dir = self.work / f"{kind}-{i}"
             seconds, _, parts = self._boot(kind, self.disks[kind], run_dir, first=False)
             samples[kind].append(round(seconds, 1))
             phases[kind].append(parts)
-            print(f"boot {i + 1}/{2 * runs}: {kind} {seconds:.1f} s {parts}", file=sys.stderr)
+            print(f"boot {i + 1}/{len(order)}: {kind} {seconds:.1f} s {parts}", file=sys.stderr)
             # the console stays for reading the boot afterwards; the overlay (GBs) goes
             shutil.copyfile(run_dir / "console.log", self.work / f"{kind}-{i}.console.log")
             shutil.rmtree(run_dir)
         return samples, phases
 
 
+def _pair_ratios(samples: dict[str, list[float]], kind: str, base: str) -> list[float]:
+    return [round(a / b, 3) for a, b in zip(samples[kind], samples[base], strict=True)]
+
+
 def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:
+    """The goal's figure (ratio of the medians), and the same ratio per round of boots.
+
+    The n-th boots of each kind are one round of :func:`boot_order`, booted one after the
+    other. The emulated machine's speed drifts over a run by more than the goal's margin; a
+    round's ratio sees less of that drift than the medians, taken minutes apart, do. With a
+    variant, its ratio to the Railcar image is given both ways too.
+    """
     med = {k: median(v) for k, v in samples.items()}
-    return {
+    pairs = _pair_ratios(samples, "railcar", "plain")
+    out = {
         "second_boot_seconds": samples,
         "median_seconds": {k: round(v, 1) for k, v in med.items()},
         "ratio railcar/plain": round(med["railcar"] / med["plain"], 3),
+        "pair_ratios": pairs,
+        "median_pair_ratio": round(median(pairs), 3),
         "goal": 1.1,
         "cores": os.cpu_count(),
     }
+    if VARIANT in samples:
+        against = _pair_ratios(samples, VARIANT, "railcar")
+        out |= {
+            "ratio variant/railcar": round(med[VARIANT] / med["railcar"], 3),
+            "variant_pair_ratios": against,
+            "median_variant_pair_ratio": round(median(against), 3),
+        }
+    return out
 
 
 def phase_medians(phases: dict[str, list[Any]]) -> dict[str, dict[str, float]]:

@@ -16,6 +16,7 @@ from benchmarks.image_boot_bench import (
     plain_cmdline,
     plain_layout,
 )
+from benchmarks.image_boot_bench import summarize as summarize_boots
 from benchmarks.image_build_bench import (
     apt_source_uri,
     changed_spec_text,
@@ -145,6 +146,32 @@ def test_median_and_orders() -> None:
     assert run_order(0) == ["cold", "warm", "mkosi"]
     assert run_order(1) == ["mkosi", "cold", "warm"]
     assert boot_order(3) == ["railcar", "plain", "plain", "railcar", "railcar", "plain"]
+    # with a variant: each kind once per round, first in one round of three
+    kinds = ("railcar", "plain", "variant")
+    assert boot_order(3, kinds) == [
+        "railcar", "plain", "variant", "plain", "variant", "railcar",
+        "variant", "railcar", "plain",
+    ]  # fmt: skip
+
+
+def test_boot_summary_gives_the_ratio_of_medians_and_per_pair() -> None:
+    got = summarize_boots({"railcar": [50.0, 60.0, 44.0], "plain": [40.0, 60.0, 40.0]})
+    assert got["median_seconds"] == {"railcar": 50.0, "plain": 40.0}
+    assert got["ratio railcar/plain"] == 1.25
+    # boot_order's pairs: the n-th boot of each kind, one right after the other
+    assert got["pair_ratios"] == [1.25, 1.0, 1.1]
+    assert got["median_pair_ratio"] == 1.1
+    assert "ratio variant/railcar" not in got
+
+
+def test_boot_summary_compares_a_variant_with_the_railcar_image_round_by_round() -> None:
+    got = summarize_boots(
+        {"railcar": [50.0, 60.0, 44.0], "plain": [40.0, 60.0, 40.0], "variant": [45.0, 66.0, 44.0]}
+    )
+    assert got["ratio railcar/plain"] == 1.25  # the goal's figure is the first image's still
+    assert got["ratio variant/railcar"] == 0.9
+    assert got["variant_pair_ratios"] == [0.9, 1.1, 1.0]
+    assert got["median_variant_pair_ratio"] == 1.0
 
 
 def test_plain_cmdline_is_railcars_without_usr_verity_and_ignition(spec: ImageSpec) -> None:
@@ -184,6 +211,9 @@ def test_expected_report_tells_the_two_boots_apart() -> None:
     assert expected_report("plain", railcar) is not None
     assert expected_report("railcar", plain) is not None
     assert expected_report("plain", {**plain, "multi-user": "activating"}) is not None
+    # a variant is another Railcar image: /usr through verity too
+    assert expected_report("variant", railcar) is None
+    assert expected_report("variant", plain) is not None
 
 
 CONSOLE = """\
