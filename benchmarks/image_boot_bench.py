@@ -312,7 +312,7 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:
     The n-th boots of each kind are one round of :func:`boot_order`, booted one after the
     other. The emulated machine's speed drifts over a run by more than the goal's margin; a
     round's ratio sees less of that drift than the medians, taken minutes apart, do. With a
-    variant, its ratio to the Railcar image is given both ways too.
+    variant, its ratio to the Railcar image is given by medians and per round too.
     """
     med = {k: median(v) for k, v in samples.items()}
     pairs = _pair_ratios(samples, "railcar", "plain")
