@@ -84,6 +84,8 @@ def _print_build(result: dict[str, Any]) -> None:
         print(f"{name:<8} {seconds:7.1f} s (median)")
     for name, ratio in result["ratios"].items():
         print(f"{name:<20} {ratio:5.2f}   goal ≤ {result['goals'][name]}")
+        print(f"  per run: {result['run_ratios'][name]},"
+              f" median {result['median_run_ratios'][name]:.2f}")  # fmt: skip
 
 
 def _print_boot(result: dict[str, Any]) -> None:

@@ -336,13 +336,24 @@ class BuildBench:
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over runs and the two ratios of issue 5 (warm/cold, cold/mkosi)."""
+    """Medians over runs and the two ratios of issue 5 (warm/cold, cold/mkosi), by medians (the
+    goals' figures) and per run.
+
+    A run's three builds follow each other within ~2 minutes, so its own ratios see less of the
+    machine's drift in speed than the medians, taken over the whole benchmark, do.
+    """
     med = {k: median(r[f"{k}_seconds"] for r in runs) for k in ("cold", "warm", "mkosi")}
+    per_run = {
+        "warm/cold": [round(r["warm_seconds"] / r["cold_seconds"], 3) for r in runs],
+        "railcar cold/mkosi": [round(r["cold_seconds"] / r["mkosi_seconds"], 3) for r in runs],
+    }
     return {
         "median_seconds": {k: round(v, 2) for k, v in med.items()},
         "ratios": {
             "warm/cold": round(med["warm"] / med["cold"], 3),
             "railcar cold/mkosi": round(med["cold"] / med["mkosi"], 3),
         },
+        "run_ratios": per_run,
+        "median_run_ratios": {k: round(median(v), 3) for k, v in per_run.items()},
         "goals": {"warm/cold": 0.25, "railcar cold/mkosi": 1.0},
     }

@@ -27,6 +27,7 @@ from benchmarks.image_build_bench import (
     package_diff,
     run_order,
 )
+from benchmarks.image_build_bench import summarize as summarize_builds
 
 from railcar.image.esp import kernel_cmdline
 from railcar.image.layout import MIB, disk_layout, sfdisk_script, verity_geometry
@@ -152,6 +153,23 @@ def test_median_and_orders() -> None:
         "railcar", "plain", "variant", "plain", "variant", "railcar",
         "variant", "railcar", "plain",
     ]  # fmt: skip
+
+
+def test_build_summary_gives_the_goals_ratios_by_medians_and_per_run() -> None:
+    runs = [
+        {"cold_seconds": 50.0, "warm_seconds": 10.0, "mkosi_seconds": 40.0},
+        {"cold_seconds": 60.0, "warm_seconds": 12.0, "mkosi_seconds": 60.0},
+        {"cold_seconds": 44.0, "warm_seconds": 11.0, "mkosi_seconds": 40.0},
+    ]
+    got = summarize_builds(runs)
+    assert got["median_seconds"] == {"cold": 50.0, "warm": 11.0, "mkosi": 40.0}
+    assert got["ratios"] == {"warm/cold": 0.22, "railcar cold/mkosi": 1.25}
+    # each run's builds against each other, then the median of those
+    assert got["run_ratios"] == {
+        "warm/cold": [0.2, 0.2, 0.25],
+        "railcar cold/mkosi": [1.25, 1.0, 1.1],
+    }
+    assert got["median_run_ratios"] == {"warm/cold": 0.2, "railcar cold/mkosi": 1.1}
 
 
 def test_boot_summary_gives_the_ratio_of_medians_and_per_pair() -> None:
