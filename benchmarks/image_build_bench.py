@@ -335,6 +335,10 @@ class BuildBench:
         return figures
 
 
+# issue 5's two build ratios: name -> (numerator, denominator, goal)
+_RATIOS = {"warm/cold": ("warm", "cold", 0.25), "railcar cold/mkosi": ("cold", "mkosi", 1.0)}
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over runs and the two ratios of issue 5 (warm/cold, cold/mkosi), by medians (the
     goals' figures) and per run.
@@ -344,16 +348,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """
     med = {k: median(r[f"{k}_seconds"] for r in runs) for k in ("cold", "warm", "mkosi")}
     per_run = {
-        "warm/cold": [round(r["warm_seconds"] / r["cold_seconds"], 3) for r in runs],
-        "railcar cold/mkosi": [round(r["cold_seconds"] / r["mkosi_seconds"], 3) for r in runs],
+        name: [round(r[f"{a}_seconds"] / r[f"{b}_seconds"], 3) for r in runs]
+        for name, (a, b, _) in _RATIOS.items()
     }
     return {
         "median_seconds": {k: round(v, 2) for k, v in med.items()},
-        "ratios": {
-            "warm/cold": round(med["warm"] / med["cold"], 3),
-            "railcar cold/mkosi": round(med["cold"] / med["mkosi"], 3),
-        },
+        "ratios": {name: round(med[a] / med[b], 3) for name, (a, b, _) in _RATIOS.items()},
         "run_ratios": per_run,
         "median_run_ratios": {k: round(median(v), 3) for k, v in per_run.items()},
-        "goals": {"warm/cold": 0.25, "railcar cold/mkosi": 1.0},
+        "goals": {name: goal for name, (_, _, goal) in _RATIOS.items()},
     }
