@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from railcar.image import BuildResult, build_image, parse_spec
-from railcar.image.rootfs import _PLATFORM, _customize_script, data_dir, wheelhouse
+from railcar.image.rootfs import (
+    _PLATFORM,
+    _customize_script,
+    data_dir,
+    initrd_shell,
+    wheelhouse,
+)
 from railcar.image.spec import ImageSpec
 
 # mkosi 14 (Debian 12): the package cache is ``--cache`` plus this subdirectory
@@ -127,7 +133,7 @@ def mkosi_command(
 
 def finalize_script(customize: Path) -> str:
     """mkosi's finalize script: Railcar's dracut module and config into the tree, then
-    Railcar's own rootfs customize script (the dracut run) with /proc, /sys and /dev bound in,
+    Railcar's own rootfs customize script and dracut run with /proc, /sys and /dev bound in,
     as mmdebstrap's customize hook has them."""
     data = data_dir()
     module = data / "dracut" / "90railcar-usr"
@@ -259,7 +265,8 @@ class BuildBench:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         customize = run_dir / "customize.sh"
-        customize.write_text(_customize_script())
+        # Railcar's tree edits, then its dracut run (Railcar runs it once mmdebstrap is done)
+        customize.write_text(_customize_script() + initrd_shell())
         finalize = run_dir / "finalize.sh"
         finalize.write_text(finalize_script(customize))
         finalize.chmod(0o755)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,16 @@ def test_kernel_carries_the_root_hash(image: BuildResult, tmp_path: Path) -> Non
     assert f"railcar.verity_hash_offset={image.verity_hash_offset}" in text
     assert "mount.usr=/dev/mapper/usr" in text
     assert ".linux" in _sh("objdump", "-h", kernel)
+    # objdump's reading of the PE header: the build's SOURCE_DATE_EPOCH, not objcopy's "now"
+    spec = parse_spec(example_spec_text("1.0.0"), path=EXAMPLE)
+    header = subprocess.run(
+        ["objdump", "-p", kernel], env={**os.environ, "TZ": "UTC"},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    stamp = re.search(r"^Time/Date\s+(.+)$", header, re.MULTILINE)
+    assert stamp is not None, header
+    when = datetime.strptime(stamp.group(1).strip(), "%a %b %d %H:%M:%S %Y")
+    assert when.replace(tzinfo=UTC).timestamp() == spec.source_date_epoch
 
 
 def test_first_boot_runs_ignition_once(image: BuildResult, tmp_path: Path) -> None:

@@ -4,16 +4,21 @@ venv layer made during the bootstrap (ADR 0028), with the real mmdebstrap, archi
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import railcar.image.rootfs as rootfs_module
-from railcar.image import parse_spec
+from railcar.image import build_image, parse_spec
 from railcar.image.build import default_cache
 from railcar.image.errors import RootfsError
+from railcar.image.layout import disk_layout
 from railcar.image.resolve import Resolution
 from railcar.image.rootfs import (
     RAILCAR_VENV,
@@ -26,6 +31,10 @@ from railcar.image.rootfs import (
     venv_layer,
 )
 from tests.imagebuild import EXAMPLE, example_spec_text
+
+
+def _run(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout
 
 
 def test_a_tree_is_the_resolutions_when_it_installed_nothing_else() -> None:
@@ -126,11 +135,80 @@ def _link_tree(source: Path, dest: Path) -> None:
             subprocess.run(["cp", "-a", source, dest], check=True)
 
 
+def _bootstrapped(tmp_path: Path, dracut: list[str], kernel: str = "6.1.0-9-amd64") -> Any:
+    """A bootstrapped tree in ``tmp_path/work`` whose "dracut" is the command ``dracut``."""
+    work = tmp_path / "cache" / "rootfs" / ".key.partial"
+    (work / "tree" / "boot").mkdir(parents=True)
+    proc = subprocess.Popen(dracut, cwd=work / "tree", start_new_session=True)
+    log = tmp_path / "mmdebstrap.log"
+    boot = rootfs_module._Bootstrapped(work, [("systemd", "252")], kernel, proc, log)
+    return boot.unfinished(tmp_path / "cache" / "rootfs" / "key")
+
+
+def test_a_new_tree_is_handed_out_before_its_initrd_and_published_with_it(tmp_path: Path) -> None:
+    unfinished = _bootstrapped(
+        tmp_path, ["sh", "-c", "sleep 0.3; echo initrd > boot/initrd.img-6.1.0-9-amd64"]
+    )
+    assert unfinished.initrd_pending
+    assert unfinished.rootfs.tree == tmp_path / "cache/rootfs/.key.partial/tree"
+    assert not (unfinished.rootfs.tree / "boot/initrd.img-6.1.0-9-amd64").exists()
+    done = unfinished.finished()
+    assert not unfinished.initrd_pending
+    assert done.tree == tmp_path / "cache/rootfs/key/tree"
+    assert (done.tree / "boot/initrd.img-6.1.0-9-amd64").read_text() == "initrd\n"
+    assert (done.tree.parent / "manifest.json").is_file()
+    assert unfinished.finished() == done
+
+
+@pytest.mark.parametrize(
+    ("dracut", "error"),
+    [(["sh", "-c", "exit 3"], "exited with status 3"),
+     (["true"], "wrote no /boot/initrd.img-6.1.0-9-amd64")],
+)  # fmt: skip
+def test_a_failed_initrd_fails_the_tree_and_leaves_nothing(
+    tmp_path: Path, dracut: list[str], error: str
+) -> None:
+    """dracut's failure (exit status, or no initrd written) is the build's error, named with the
+    log; neither the partial tree nor a cache entry stays."""
+    unfinished = _bootstrapped(tmp_path, dracut)
+    with pytest.raises(RootfsError) as failed:
+        unfinished.finished()
+    log = tmp_path / "mmdebstrap.log"
+    assert str(failed.value) == f"dracut {error} making the tree's initrd; see {log}"
+    assert not list((tmp_path / "cache" / "rootfs").iterdir())
+
+
+def test_leaving_early_stops_dracut_and_drops_the_tree(tmp_path: Path) -> None:
+    """A build that fails while dracut runs (staging, /usr) stops it: the process group ends and
+    the partial tree goes; no cache entry is made."""
+    marker = tmp_path / "still-running"
+    unfinished = _bootstrapped(tmp_path, ["sh", "-c", f"sleep 30 & wait; touch {marker}"])
+    unfinished_proc = unfinished._bootstrapped.dracut
+    pid = unfinished_proc.pid
+    with pytest.raises(RuntimeError), rootfs_module._handed_out(unfinished):
+        raise RuntimeError("staging failed")
+    assert not unfinished.initrd_pending
+    assert unfinished_proc.returncode == -signal.SIGTERM
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the group's last member (sleep) is reaped by init
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("dracut's process group outlived the build")
+    assert not marker.exists()
+    assert not list((tmp_path / "cache" / "rootfs").iterdir())
+
+
 @pytest.mark.slow
 def test_empty_cache_bootstraps_beside_resolution_and_makes_the_venv(tmp_path: Path) -> None:
-    """An empty cache: one bootstrap gives the tree, the stored resolution that names it and the
-    venv layer; the tree has no trace of the venv; the next lookup is a hit that reuses the
-    resolution; and the layer's Railcar runs in the image's python3."""
+    """An empty cache: one cold build gives the tree, the stored resolution that names it and the
+    venv layer; the tree has no trace of the venv; the warm rebuild from that cache gives the same
+    files, byte for byte (the cold one staged the tree and made /usr while dracut made the initrd,
+    ADR 0033); the next lookup is a hit that reuses the resolution; and the layer's Railcar runs
+    in the image's python3."""
     if os.geteuid() != 0:
         pytest.fail("mmdebstrap --mode=root needs root: run the suite as root (README)")
     spec = parse_spec(example_spec_text("1.0.0"), path=EXAMPLE)
@@ -142,8 +220,33 @@ def test_empty_cache_bootstraps_beside_resolution_and_makes_the_venv(tmp_path: P
     wheels = f"{railcar_digest()[:24]}-{spec.architecture.value}"
     _link_tree(shared / "wheels" / wheels, cache / "wheels" / wheels)
 
-    built = build_rootfs(spec, cache, log=tmp_path / "mmdebstrap.log")
-    assert not built.cached and not built.resolution_reused
+    reports: list[str] = []
+    cold = build_image(spec, tmp_path / "cold", cache=cache, report=reports.append)
+    assert not cold.rootfs_cached
+    assert any("built, initrd being made (resolved)" in line for line in reports), reports
+    warm = build_image(spec, tmp_path / "warm", cache=cache)
+    assert warm.rootfs_cached and warm.root_hash == cold.root_hash
+    # The same bytes in every file but build.json (step times, paths) and the disk, whose ESP
+    # (FAT times) and ext4 partitions (inode change times) differ from build to build anyway.
+    digests = [
+        [line for line in (tmp_path / kind / "DIGESTS").read_text().splitlines()
+         if not line.endswith(("  build.json", "  railcar_production_image.bin"))]
+        for kind in ("cold", "warm")
+    ]  # fmt: skip
+    assert digests[0] == digests[1]
+    assert any(line.endswith("  railcar_production_image.vmlinuz") for line in digests[0])
+    # ROOT holds the same files: as many blocks and inodes in use, and nothing dracut wrote
+    # while the cold build copied the tree (its scratch directory is in /var/tmp).
+    offset = disk_layout(spec).by_label("ROOT").offset
+    roots = [f"{tmp_path / kind / 'railcar_production_image.bin'}?offset={offset}"
+             for kind in ("cold", "warm")]  # fmt: skip
+    counts = [re.findall(r"^Free (?:blocks|inodes): +\d+$", _run("dumpe2fs", "-h", root), re.M)
+              for root in roots]  # fmt: skip
+    assert len(counts[0]) == 2 and counts[0] == counts[1]
+    assert _run("debugfs", "-R", "ls /var/tmp", roots[0]).split()[2::3] == [".", ".."]
+
+    built = build_rootfs(spec, cache)  # the tree the cold build made, now a cache hit
+    assert built.cached and built.resolution_reused and built.key == cold.rootfs_key
     assert built.tree == cache / "rootfs" / built.key / "tree"
     stored = list((cache / "resolve").glob("*.json"))
     assert stored, "the resolution was not stored"
@@ -163,11 +266,7 @@ def test_empty_cache_bootstraps_beside_resolution_and_makes_the_venv(tmp_path: P
     assert (layer / "venv" / "pyvenv.cfg").is_file()
     assert ("python3", dict(built.packages)["python3"]) in built.packages
 
-    again = build_rootfs(spec, cache)
-    assert again.cached and again.resolution_reused
-    assert (again.key, again.packages) == (built.key, built.packages)
-
-    stage = stage_copy(again.tree, tmp_path / "stage")
+    stage = stage_copy(built.tree, tmp_path / "stage")
     install_railcar(spec, stage, cache)
     out = subprocess.run(
         ["chroot", stage, f"{RAILCAR_VENV}/bin/railcar", "--help"],

@@ -4,10 +4,11 @@ against objcopy on a built image in test_build.py)."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
-from railcar.image.uki import UkiError, pe_section, uki_cmdline
+from railcar.image.uki import UkiError, pe_checksum, pe_section, stamp_pe, uki_cmdline
 
 
 def _pe(sections: dict[str, bytes]) -> bytes:
@@ -44,3 +45,43 @@ def test_reads_the_embedded_command_line() -> None:
 def test_not_a_uki(image: bytes, message: str) -> None:
     with pytest.raises(UkiError, match=message):
         uki_cmdline(image)
+
+
+def _folded_word_sum(image: bytes, skip: int) -> int:
+    """The PE checksum the slow way: word by word, carries folded back in at every step."""
+    data = image[:skip] + bytes(4) + image[skip + 4 :] + b"\0" * (len(image) % 2)
+    total = 0
+    for (word,) in struct.iter_unpack("<H", data):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    return total + len(image)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [bytes(64), b"\xff" * 64, b"\xff\xff" * 0xFFFF + bytes(8), bytes(range(256)) * 40 + b"\x07"],
+)
+def test_pe_checksum_is_the_folded_word_sum_plus_the_length(image: bytes) -> None:
+    assert pe_checksum(image, 8) == _folded_word_sum(image, 8)
+
+
+def test_stamp_sets_the_time_and_a_matching_checksum(tmp_path: Path) -> None:
+    """objcopy stamps its build time; a reproducible UKI carries SOURCE_DATE_EPOCH instead."""
+    image = bytearray(_pe({".cmdline": b"rw\0"}))
+    struct.pack_into("<I", image, 0x40 + 4 + 4, 1_795_817_729)  # objcopy's "now"
+    image += bytes(96)  # room for an optional header's CheckSum (+64), as a real PE has
+    path = tmp_path / "uki.efi"
+    path.write_bytes(image)
+    stamp_pe(path, 1_764_028_800)
+    stamped = path.read_bytes()
+    checksum_at = 0x40 + 4 + 20 + 64
+    assert struct.unpack_from("<I", stamped, 0x40 + 4 + 4) == (1_764_028_800,)
+    assert struct.unpack_from("<I", stamped, checksum_at) == (
+        _folded_word_sum(stamped, checksum_at),
+    )
+    # everything else is as it was
+    assert stamped[:0x48] + stamped[0x4C:checksum_at] == bytes(
+        image[:0x48] + image[0x4C:checksum_at]
+    )
+    stamp_pe(path, 1_764_028_800)
+    assert path.read_bytes() == stamped

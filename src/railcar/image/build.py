@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,9 +43,9 @@ from railcar.image.esp import build_uki, kernel_cmdline, make_esp
 from railcar.image.layout import MIB, DiskLayout, disk_layout, verity_geometry
 from railcar.image.rootfs import (
     Rootfs,
-    build_rootfs,
     install_railcar,
     replace_file,
+    rootfs_in_progress,
     stage_copy,
 )
 from railcar.image.sbom import spdx_document
@@ -212,12 +212,13 @@ def build_image(
     shutil.rmtree(partial, ignore_errors=True)
     work = partial / ".work"
     work.mkdir(parents=True)
-    steps = _Steps(report, 7 + bool(payload_signers) + qcow2)
+    steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
     digests = _Digests()
     cleanup = threading.Thread(target=shutil.rmtree, args=(work,), name="railcar-cleanup")
     try:
-        result = _build(spec, output, partial, cache or default_cache(), steps, digests,
-                        payload_signers, qcow2=qcow2)  # fmt: skip
+        with ExitStack() as hold:  # a new rootfs's dracut run, until the build is done with it
+            result = _build(spec, output, partial, cache or default_cache(), steps, digests,
+                            payload_signers, hold, qcow2=qcow2)  # fmt: skip
         result.seconds = steps.seconds
         # The stage's hard links and the partition images go while the last hashes run.
         cleanup.start()
@@ -243,6 +244,7 @@ def _build(
     steps: _Steps,
     digests: _Digests,
     payload_signers: Sequence[PayloadSigner],
+    hold: ExitStack,
     *,
     qcow2: bool,
 ) -> BuildResult:
@@ -250,9 +252,14 @@ def _build(
     prefix = f"{spec.name}_production"
     with steps.step("rootfs", "root filesystem (mmdebstrap, cached)"):
         (cache / "logs").mkdir(parents=True, exist_ok=True)
-        rootfs = build_rootfs(spec, cache, log=cache / "logs" / "mmdebstrap.log")
+        log = cache / "logs" / "mmdebstrap.log"
+        # A new tree comes before its initrd: dracut runs while the tree is staged and /usr is
+        # made; the kernel step waits for it (ADR 0033).
+        unfinished = hold.enter_context(rootfs_in_progress(spec, cache, log=log))
+    rootfs = unfinished.rootfs
     resolved = "unchanged archive, earlier resolution" if rootfs.resolution_reused else "resolved"
-    report(f"    rootfs {rootfs.key} {'from cache' if rootfs.cached else 'built'} ({resolved})")
+    built = "built, initrd being made" if unfinished.initrd_pending else "built"
+    report(f"    rootfs {rootfs.key} {'from cache' if rootfs.cached else built} ({resolved})")
     with steps.step("stage", "staging Railcar and the spec's content"):
         stage = stage_copy(rootfs.tree, work / "stage")
         install_railcar(spec, stage, cache)
@@ -273,11 +280,16 @@ def _build(
         digests.add(usr.path)
         report(f"    root hash {usr.root_hash}")
         usr_in = side.submit(copy_in, layout, "USR-A", usr.path, disk)
+        with steps.step("initrd", "initrd (dracut)"):
+            rootfs = unfinished.finished()
+            initrd = Path("boot") / f"initrd.img-{rootfs.kernel_version}"
+            if not (stage / initrd).exists():  # made after the stage was
+                run(["cp", "-a", "--link", rootfs.tree / initrd, stage / initrd])
         with steps.step("kernel", "unified kernel image"):
             cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
             uki = build_uki(
                 stage, rootfs.kernel_version, cmdline, os_release(spec),
-                partial / f"{prefix}_image.vmlinuz", work,
+                partial / f"{prefix}_image.vmlinuz", work, timestamp=spec.source_date_epoch,
             )  # fmt: skip
         with steps.step("esp", "EFI system partition (systemd-boot)"):
             esp = make_esp(

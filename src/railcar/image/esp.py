@@ -21,6 +21,7 @@ from railcar.image.bootentries import (
 )
 from railcar.image.layout import FRESH_USR_A, FRESH_USR_B, VerityGeometry, derived_uuid
 from railcar.image.spec import ImageSpec
+from railcar.image.uki import stamp_pe
 from railcar.runner import run
 
 # systemd-stub(7) (systemd 252): section addresses for objcopy-built unified kernel images.
@@ -52,9 +53,17 @@ def kernel_cmdline(spec: ImageSpec, root_hash: str, geometry: VerityGeometry) ->
 
 
 def build_uki(
-    stage: Path, kernel_version: str, cmdline: str, os_release: str, out: Path, work: Path
+    stage: Path,
+    kernel_version: str,
+    cmdline: str,
+    os_release: str,
+    out: Path,
+    work: Path,
+    *,
+    timestamp: int,
 ) -> Path:
-    """A unified kernel image from the staged tree's kernel, initrd and EFI stub."""
+    """A unified kernel image from the staged tree's kernel, initrd and EFI stub, stamped with
+    ``timestamp`` (SOURCE_DATE_EPOCH) instead of objcopy's build time."""
     stub = stage / "usr/lib/systemd/boot/efi" / "linuxx64.efi.stub"
     cmdline_file = work / "cmdline.txt"
     osrel_file = work / "os-release"
@@ -75,6 +84,7 @@ def build_uki(
             f"{name}={_SECTION_VMA[name]:#x}",
         ]
     run([*args, stub, out])
+    stamp_pe(out, timestamp)
     return out
 
 

@@ -25,11 +25,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -116,8 +117,8 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
         # 2: the customize script adds Ignition's dracut module; 3: dracut runs once (INITRD=No
         # for the kernel hook), dpkg unpacks with force-unsafe-io; 4: merged /usr by mmdebstrap's
-        # hooks instead of usrmerge
-        "format": 4,
+        # hooks instead of usrmerge; 5: dracut after mmdebstrap, in a mount namespace of its own
+        "format": 5,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -182,7 +183,10 @@ def wheelhouse(spec: ImageSpec, cache: Path) -> Path:
 
 
 def _customize_script() -> str:
-    """Shell run by mmdebstrap's customize hook: an initrd with Railcar's dracut module."""
+    """Shell run by mmdebstrap's customize hook: the tree's last edits before it is cleaned up.
+
+    The initrd is not made here but once mmdebstrap has ended (:func:`_start_initrd`), so that
+    the build can stage the finished tree and make /usr while dracut runs (ADR 0033)."""
     return """set -eu
 root="$1"
 kver=$(ls "$root/lib/modules" | head -1)
@@ -191,7 +195,6 @@ kver=$(ls "$root/lib/modules" | head -1)
 if [ -d "$root/usr/lib/dracut/modules.d/30ignition" ]; then
     echo 'add_dracutmodules+=" ignition "' > "$root/etc/dracut.conf.d/10-railcar-ignition.conf"
 fi
-chroot "$root" dracut --force --quiet --kver "$kver" "/boot/initrd.img-$kver"
 # The links the kernel's postinst makes when an initrd exists (INITRD=No skipped that initrd).
 ln -sfn "boot/initrd.img-$kver" "$root/initrd.img"
 ln -sfn "boot/initrd.img-$kver" "$root/initrd.img.old"
@@ -199,6 +202,48 @@ ln -sfn "boot/initrd.img-$kver" "$root/initrd.img.old"
 rm -f "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
 """
+
+
+# The initrd: the tree's own dracut run in the tree ($root) for its kernel ($kver), writing
+# $initrd, with /proc and /sys mounted in the tree (dracut reads both; /dev/fd is /proc/self/fd).
+_DRACUT = 'chroot "$root" dracut --force --quiet --kver "$kver" "$initrd"\n'
+
+
+def initrd_shell() -> str:
+    """Shell for a hook that has the tree at ``$1`` with /proc, /sys and /dev mounted (as
+    mmdebstrap's customize hooks do): the dracut run Railcar's bootstrap makes."""
+    kver = 'kver=$(ls "$root/lib/modules" | head -1)\n'
+    return 'root="$1"\n' + kver + 'initrd="/boot/initrd.img-$kver"\n' + _DRACUT
+
+
+# Railcar's own run, in a mount namespace of its own, while the build copies the tree (ADR 0033):
+# dracut's scratch directory and output are on a tmpfs over the tree's /var/tmp, which leaves
+# the tree's /var/tmp untouched, and the initrd enters /boot by a rename, whole.
+_INITRD_BESIDE = (
+    'set -eu\nroot="$1"\nkver="$2"\ninitrd=/var/tmp/initrd.img\n'
+    'mount -t proc proc "$root/proc"\nmount -t sysfs sysfs "$root/sys"\n'
+    'mount -t tmpfs -o mode=1777 tmpfs "$root/var/tmp"\n'
+    + _DRACUT
+    + 'cp "$root$initrd" "$root/boot/.initrd.img-$kver.new"\n'
+    'mv "$root/boot/.initrd.img-$kver.new" "$root/boot/initrd.img-$kver"\n'
+)
+
+
+def _start_initrd(
+    tree: Path, kernel: str, spec: ImageSpec, log: Path | None
+) -> subprocess.Popen[bytes]:
+    """dracut in ``tree``, started in a mount namespace of its own: its mounts in the tree exist
+    only for it, and go with the namespace when dracut ends, however it ends."""
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+    }
+    with open(log or os.devnull, "ab") as out:
+        return subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _INITRD_BESIDE,
+             "sh", str(tree), kernel],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
 
 
 def _link_or_copy(source: str, dest: str) -> str:
@@ -220,24 +265,83 @@ def cache_lock(cache: Path, name: str) -> Iterator[None]:
 
 
 def build_rootfs(spec: ImageSpec, cache: Path, *, log: Path | None = None) -> Rootfs:
-    """The cached tree for ``spec`` (built with mmdebstrap when the cache has none).
+    """The cached tree for ``spec``, complete with its initrd (built when the cache has none)."""
+    with rootfs_in_progress(spec, cache, log=log) as unfinished:
+        return unfinished.finished()
+
+
+@contextmanager
+def rootfs_in_progress(
+    spec: ImageSpec, cache: Path, *, log: Path | None = None
+) -> Iterator[UnfinishedRootfs]:
+    """The cached tree for ``spec``, or a new one from mmdebstrap, handed out as soon as its
+    files are in: a new tree's initrd is then still being made in it (ADR 0033), and
+    :meth:`UnfinishedRootfs.finished` waits for that and for the cache entry. The block may
+    stage the tree meanwhile (hard links; the initrd is the one file still to come). Leaving the
+    block finishes the tree; leaving it by an exception stops dracut and drops the new tree.
 
     A cache without any tree (a new machine or CI cache) cannot hold this one, so there the
     bootstrap starts at once and the resolution that names the tree runs beside it (ADR 0028).
     """
     packages = kept_resolution(spec, cache)
-    if packages is None:
-        with cache_lock(cache, "rootfs"):
-            if not _has_a_tree(cache / "rootfs"):
-                return _build_beside_resolution(spec, cache, log)
-        packages = fresh_resolution(spec, cache)
-        reused = False
-    else:
-        reused = True
-    key = rootfs_key(spec, packages)
-    with cache_lock(cache, "rootfs"):
-        rootfs = _cached_rootfs(spec, cache, key, log)
-    return dataclasses.replace(rootfs, resolution_reused=reused)
+    reused = packages is not None
+    with ExitStack() as locked:
+        unfinished = None
+        if packages is None:
+            locked.enter_context(cache_lock(cache, "rootfs"))
+            if _has_a_tree(cache / "rootfs"):
+                locked.close()  # resolving needs no lock
+                packages = fresh_resolution(spec, cache)
+            else:
+                unfinished = _build_beside_resolution(spec, cache, log)
+        if unfinished is None:
+            assert packages is not None
+            locked.enter_context(cache_lock(cache, "rootfs"))
+            unfinished = _cached_rootfs(spec, cache, rootfs_key(spec, packages), log)
+            unfinished.rootfs = dataclasses.replace(unfinished.rootfs, resolution_reused=reused)
+        if not unfinished.initrd_pending:
+            locked.close()  # a complete tree is never changed: others may use it meanwhile
+        with _handed_out(unfinished):
+            yield unfinished
+
+
+class UnfinishedRootfs:
+    """A tree with every file in but, when it is new, its initrd, which dracut is making in it.
+
+    :attr:`rootfs` names the tree where it is now (a new tree moves into its cache entry when
+    finished)."""
+
+    def __init__(self, rootfs: Rootfs, bootstrapped: _Bootstrapped | None = None) -> None:
+        self.rootfs = rootfs
+        self._bootstrapped = bootstrapped
+
+    @property
+    def initrd_pending(self) -> bool:
+        return self._bootstrapped is not None
+
+    def finished(self) -> Rootfs:
+        """The tree with its initrd, in the cache (waits for dracut when it is running)."""
+        if self._bootstrapped is not None:
+            done = self._bootstrapped.finish()
+            self._bootstrapped = None
+            self.rootfs = dataclasses.replace(done, resolution_reused=self.rootfs.resolution_reused)
+        return self.rootfs
+
+    def abort(self) -> None:
+        """Stop dracut and drop the new tree (nothing of it enters the cache)."""
+        if self._bootstrapped is not None:
+            self._bootstrapped.abort()
+            self._bootstrapped = None
+
+
+@contextmanager
+def _handed_out(unfinished: UnfinishedRootfs) -> Iterator[UnfinishedRootfs]:
+    try:
+        yield unfinished
+    except BaseException:
+        unfinished.abort()
+        raise
+    unfinished.finished()
 
 
 def _has_a_tree(directory: Path) -> bool:
@@ -253,31 +357,76 @@ def consistent_with_resolution(
     return set(installed) <= set(resolved)
 
 
-def _build_beside_resolution(spec: ImageSpec, cache: Path, log: Path | None) -> Rootfs:
+def _build_beside_resolution(spec: ImageSpec, cache: Path, log: Path | None) -> UnfinishedRootfs:
     """Bootstrap and resolve at the same time; the resolution's key names the new tree."""
     work = cache / "rootfs" / f".beside-resolution-{os.getpid()}.partial"
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="railcar-resolve") as pool:
         resolving = pool.submit(fresh_resolution, spec, cache)
-        installed, kernel = _bootstrap(spec, cache, work, log)
-        packages = resolving.result()
+        boot = _bootstrap(spec, cache, work, log)
+        try:
+            packages = resolving.result()
+        except BaseException:
+            boot.abort()
+            raise
     key = rootfs_key(spec, packages)
-    if not consistent_with_resolution(installed, packages):
+    if not consistent_with_resolution(boot.installed, packages):
         # The archive changed between the two apt updates: build the tree the key names.
-        shutil.rmtree(work)
+        boot.abort()
         return _cached_rootfs(spec, cache, key, log)
-    return _publish(work, cache / "rootfs" / key, installed, kernel)
+    return boot.unfinished(cache / "rootfs" / key)
 
 
-def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> Rootfs:
+def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> UnfinishedRootfs:
     entry = cache / "rootfs" / key
     manifest = entry / "manifest.json"
     if manifest.is_file():
         info = json.loads(manifest.read_text())
-        return Rootfs(
-            key, entry / "tree", tuple(map(tuple, info["packages"])), info["kernel"], cached=True
-        )
+        packages = tuple(map(tuple, info["packages"]))
+        return UnfinishedRootfs(Rootfs(key, entry / "tree", packages, info["kernel"], cached=True))
     work = cache / "rootfs" / f".{key}.partial"
-    return _publish(work, entry, *_bootstrap(spec, cache, work, log))
+    return _bootstrap(spec, cache, work, log).unfinished(entry)
+
+
+@dataclass
+class _Bootstrapped:
+    """mmdebstrap's finished tree in ``work/tree``, and the dracut run making its initrd."""
+
+    work: Path
+    installed: list[tuple[str, str]]
+    kernel: str
+    dracut: subprocess.Popen[bytes]
+    log: Path | None
+    entry: Path | None = None  # the cache entry it becomes (named by the resolution's key)
+
+    def unfinished(self, entry: Path) -> UnfinishedRootfs:
+        self.entry = entry
+        tree = self.work / "tree"
+        return UnfinishedRootfs(
+            Rootfs(entry.name, tree, tuple(self.installed), self.kernel, cached=False), self
+        )
+
+    def finish(self) -> Rootfs:
+        """Wait for the initrd; make the tree durable and publish it as :attr:`entry`."""
+        assert self.entry is not None, "finish() before unfinished()"
+        status = self.dracut.wait()
+        tree = self.work / "tree"
+        initrd = f"/boot/initrd.img-{self.kernel}"
+        if status != 0 or not (tree / initrd.lstrip("/")).is_file():
+            shutil.rmtree(self.work, ignore_errors=True)
+            what = f"exited with status {status}" if status else f"wrote no {initrd}"
+            where = f"; see {self.log}" if self.log else ""
+            raise RootfsError(f"dracut {what} making the tree's initrd{where}")
+        # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
+        run(["sync", "--file-system", tree])
+        manifest = {"packages": self.installed, "kernel": self.kernel}
+        (self.work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return _publish(self.work, self.entry, self.installed, self.kernel)
+
+    def abort(self) -> None:
+        if self.dracut.poll() is None:
+            os.killpg(self.dracut.pid, signal.SIGTERM)  # its own session: unshare, sh, dracut
+        self.dracut.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _publish(work: Path, entry: Path, installed: list[tuple[str, str]], kernel: str) -> Rootfs:
@@ -288,11 +437,10 @@ def _publish(work: Path, entry: Path, installed: list[tuple[str, str]], kernel: 
     return Rootfs(entry.name, entry / "tree", tuple(installed), kernel, cached=False)
 
 
-def _bootstrap(
-    spec: ImageSpec, cache: Path, work: Path, log: Path | None
-) -> tuple[list[tuple[str, str]], str]:
-    """mmdebstrap into ``work/tree``; ``work/manifest.json`` lists what it installed. When the
-    cache has no venv layer for this Railcar, it is made during the customize hooks."""
+def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _Bootstrapped:
+    """mmdebstrap into ``work/tree``, then dracut started in it (:meth:`_Bootstrapped.finish`
+    waits for it and writes ``work/manifest.json``, the list of what was installed). When the
+    cache has no venv layer for this Railcar, it is made during the bootstrap."""
     if os.geteuid() != 0:
         raise RootfsError(
             "building the root filesystem needs root (mmdebstrap --mode=root)",
@@ -300,19 +448,14 @@ def _bootstrap(
         )
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    hooks = work / "hooks"
-    shutil.copytree(data_dir() / "dracut" / "90railcar-usr", hooks / "90railcar-usr")
-    (hooks / "conf").mkdir()
-    shutil.copy(data_dir() / "dracut.conf", hooks / "conf" / "00-railcar.conf")
-    customize = hooks / "customize.sh"
-    customize.write_text(_customize_script())
+    hooks = _hook_files(work)
     tree = work / "tree"
     env = {
         **os.environ,
         "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
         # Debian's kernel hook /etc/kernel/postinst.d/dracut (run by the kernel's postinst and by
         # dracut's update-initramfs trigger) exits early when INITRD is "No": without it each
-        # bootstrap made two throwaway initrds before the customize hook's real one.
+        # bootstrap made two throwaway initrds before the real one.
         "INITRD": "No",
     }
     debs = cache / "debs" / f"{spec.suite}-{spec.architecture.value}"
@@ -329,8 +472,8 @@ def _bootstrap(
         # the tree's), a copy otherwise.
         "--skip=essential/unlink",
         # No fsync per unpacked file (dpkg(1) --force-unsafe-io): the tree is used only after
-        # mmdebstrap has finished, and one syncfs below makes it durable before it enters the
-        # cache.
+        # mmdebstrap has finished, and one syncfs makes it durable before it enters the cache
+        # (_Bootstrapped.finish).
         "--dpkgopt=force-unsafe-io",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
         f"--setup-hook={_link_or_copy(f'{q(str(debs))}/.', archives)}",
@@ -340,7 +483,7 @@ def _bootstrap(
         ' "$1/etc/dracut.conf.d"',
         f"--customize-hook=sync-in {hooks / '90railcar-usr'} {DRACUT_MODULE}",
         f"--customize-hook=copy-in {hooks / 'conf' / '00-railcar.conf'} /etc/dracut.conf.d",
-        f'--customize-hook=sh {customize} "$1"',
+        f'--customize-hook=sh {hooks / "customize.sh"} "$1"',
         *(venv.end_hooks() if venv else []),
         spec.suite,
         str(tree),
@@ -367,25 +510,40 @@ def _bootstrap(
     if len(kernels) != 1:
         raise RootfsError(f"expected one kernel in the rootfs, found {[k.name for k in kernels]}")
     kernel = kernels[0].name
-    installed = [
-        (name, version)
-        for name, version in (
-            line.split("\t")
-            for line in run(
-                ["chroot", tree, "dpkg-query", "-W", "-f=${Package}\t${Version}\n"]
-            ).splitlines()
-        )
-    ]
-    shutil.rmtree(hooks)
+    dracut = _start_initrd(tree, kernel, spec, log)
+    try:
+        installed = _installed(tree)
+        shutil.rmtree(hooks)
+        _prune_debs(debs, installed)
+    except BaseException:
+        _Bootstrapped(work, [], kernel, dracut, log).abort()
+        raise
+    return _Bootstrapped(work, installed, kernel, dracut, log)
+
+
+def _hook_files(work: Path) -> Path:
+    """``work/hooks``: what mmdebstrap's customize hooks copy into the tree, and their script."""
+    hooks = work / "hooks"
+    shutil.copytree(data_dir() / "dracut" / "90railcar-usr", hooks / "90railcar-usr")
+    (hooks / "conf").mkdir()
+    shutil.copy(data_dir() / "dracut.conf", hooks / "conf" / "00-railcar.conf")
+    (hooks / "customize.sh").write_text(_customize_script())
+    return hooks
+
+
+def _prune_debs(debs: Path, installed: list[tuple[str, str]]) -> None:
+    """Drop the ``.deb`` files of versions the tree no longer uses."""
     wanted = {f"{name}_{version.replace(':', '%3a')}_" for name, version in installed}
-    for deb in debs.glob("*.deb"):  # drop versions this tree no longer uses
+    for deb in debs.glob("*.deb"):
         if not any(deb.name.startswith(prefix) for prefix in wanted):
             deb.unlink()
-    # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
-    run(["sync", "--file-system", tree])
-    manifest = {"packages": installed, "kernel": kernel}
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return installed, kernel
+
+
+def _installed(tree: Path) -> list[tuple[str, str]]:
+    """(package, version) of every package dpkg has installed in ``tree``."""
+    query: list[str | Path] = ["chroot", tree, "dpkg-query", "-W", "-f=${Package}\t${Version}\n"]
+    pairs = (line.split("\t") for line in run(query).splitlines())
+    return [(name, version) for name, version in pairs]
 
 
 def python_unpacked(tree: Path) -> bool:
