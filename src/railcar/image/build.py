@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,6 +100,21 @@ class _Steps:
         self.report(f"[{self.n}/{self.total}] {label}: {self.seconds[key]:.1f} s")
 
 
+# Worker threads doing what no later step waits for soon (hashes, reports, ROOT and OEM) yield
+# the CPU to the chain of steps: in a cold build that chain is dracut's run beside /usr, and the
+# machine has fewer cores than busy threads then (ADR 0033).
+BACKGROUND_NICE = 10
+
+
+def _background_thread() -> None:
+    """Thread pool initializer: lower this thread's priority and that of the processes it starts
+    (on Linux, nice is per thread, and a child process inherits its thread's)."""
+    thread = threading.get_native_id()
+    with suppress(OSError):
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + BACKGROUND_NICE))
+
+
 class _Digests:
     """DIGESTS' hashes, computed in the background as each output file is finished.
 
@@ -112,7 +127,9 @@ class _Digests:
     ALGOS = ("sha256", "sha512")
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, initializer=_background_thread
+        )
         self._sums: dict[tuple[str, str], Future[str]] = {}
 
     def add(self, path: Path) -> None:
@@ -268,11 +285,13 @@ def _build(
     geometry = verity_geometry(spec.partitions.usr * MIB)
     layout = disk_layout(spec)
     disk = partial / f"{prefix}_image.bin"
-    # Work that needs only the stage runs on the core mkfs.erofs leaves idle (the main thread
-    # only waits for it): the package, contents and SBOM reports, the disk with its partition
-    # table, ROOT and OEM in it; then the USR-A copy beside the kernel step. The disk is
-    # complete, and its hashes start, right after the ESP (ADR 0028).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="railcar-side") as side:
+    # Work that needs only the stage runs beside mkfs.erofs (the main thread only waits for it),
+    # at a lower priority (in a cold build, dracut runs too): the package, contents and SBOM
+    # reports, the disk with its partition table, ROOT and OEM in it; then the USR-A copy beside
+    # the kernel step. The disk is complete, and its hashes start, right after the ESP (ADRs
+    # 0028, 0033).
+    side_pool = ThreadPoolExecutor(1, "railcar-side", initializer=_background_thread)
+    with side_pool as side:
         listed = side.submit(_package_reports, spec, rootfs, stage / "usr", partial)
         rest = side.submit(_disk_with_root_and_oem, spec, stage, work, layout, disk)
         with steps.step("usr", "/usr: erofs + dm-verity"):
