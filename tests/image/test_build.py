@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,9 @@ from railcar.image import BuildResult, build_image, parse_spec
 from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
 from railcar.image.build import default_cache
+from railcar.image.esp import SECTION_VMA
 from railcar.image.layout import disk_layout
-from railcar.image.uki import uki_cmdline
+from railcar.image.uki import pe_section, uki_cmdline
 from tests.conftest import KeyPair
 from tests.imagebuild import EXAMPLE, built_image, example_spec_text
 
@@ -112,6 +114,42 @@ def test_kernel_carries_the_root_hash(image: BuildResult, tmp_path: Path) -> Non
     assert stamp is not None, header
     when = datetime.strptime(stamp.group(1).strip(), "%a %b %d %H:%M:%S %Y")
     assert when.replace(tzinfo=UTC).timestamp() == spec.source_date_epoch
+
+
+def test_kernel_is_what_objcopy_makes_of_the_stub(image: BuildResult, tmp_path: Path) -> None:
+    """The UKI writer against the tool it replaced (ADR 0034): objcopy adding the same sections at
+    the same addresses to the same stub gives the same bytes, but for the header fields the
+    writer sets apart (time stamp, no COFF symbol table, checksum) and the symbol table that
+    objcopy carries at the end."""
+    ours = _out(image, "railcar_production_image.vmlinuz").read_bytes()
+    tree = default_cache() / "rootfs" / image.rootfs_key / "tree"
+    files = {
+        ".osrel": tmp_path / "osrel",
+        ".cmdline": tmp_path / "cmdline",
+        ".linux": tree / "boot" / f"vmlinuz-{image.kernel_version}",
+        ".initrd": tree / "boot" / f"initrd.img-{image.kernel_version}",
+    }
+    files[".osrel"].write_bytes(pe_section(ours, ".osrel"))
+    files[".cmdline"].write_bytes(pe_section(ours, ".cmdline"))
+    args: list[str | Path] = ["objcopy"]
+    for name, path in files.items():
+        args += ["--add-section", f"{name}={path}",
+                 "--change-section-vma", f"{name}={SECTION_VMA[name]:#x}"]  # fmt: skip
+    stub = tree / "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    _sh(*args, stub, tmp_path / "objcopy.efi")
+    theirs = (tmp_path / "objcopy.efi").read_bytes()
+    (pe,) = struct.unpack_from("<I", ours, 0x3C)
+    coff = pe + 4
+
+    def apart(data: bytes) -> bytes:
+        fields = bytearray(data)
+        struct.pack_into("<III", fields, coff + 4, 0, 0, 0)  # time, symbol table, symbols
+        struct.pack_into("<I", fields, coff + 20 + 64, 0)  # CheckSum
+        return bytes(fields)
+
+    (symbols,) = struct.unpack_from("<I", theirs, coff + 8)
+    assert len(ours) == symbols
+    assert apart(ours) == apart(theirs[:symbols])
 
 
 def test_first_boot_runs_ignition_once(image: BuildResult, tmp_path: Path) -> None:

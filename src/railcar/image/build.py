@@ -308,7 +308,7 @@ def _build(
             cmdline = kernel_cmdline(spec, usr.root_hash, geometry)
             uki = build_uki(
                 stage, rootfs.kernel_version, cmdline, os_release(spec),
-                partial / f"{prefix}_image.vmlinuz", work, timestamp=spec.source_date_epoch,
+                partial / f"{prefix}_image.vmlinuz", timestamp=spec.source_date_epoch,
             )  # fmt: skip
         with steps.step("esp", "EFI system partition (systemd-boot)"):
             esp = make_esp(

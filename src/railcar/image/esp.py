@@ -1,8 +1,9 @@
 """The kernel a slot boots and the EFI system partition that holds it.
 
 The kernel is a unified kernel image (UKI): systemd's EFI stub with the Debian kernel, the
-dracut initrd, ``os-release`` and the command line as PE sections (``objcopy``, the recipe in
-systemd-stub(7) for 252, which has no ukify). The command line carries ``verity.usrhash=`` for
+dracut initrd, ``os-release`` and the command line as PE sections at the addresses of the recipe
+in systemd-stub(7) for 252, which has no ukify (written as ``objcopy --add-section`` would:
+:func:`railcar.image.uki.write_uki`). The command line carries ``verity.usrhash=`` for
 exactly the /usr image built with it, so a payload's one kernel blob plus its USR partition is a
 complete, self-checking slot (ADR 0011). With Secure Boot off, systemd-stub uses the embedded
 command line when the loader passes none, which our entries never do.
@@ -21,11 +22,11 @@ from railcar.image.bootentries import (
 )
 from railcar.image.layout import FRESH_USR_A, FRESH_USR_B, VerityGeometry, derived_uuid
 from railcar.image.spec import ImageSpec
-from railcar.image.uki import stamp_pe
+from railcar.image.uki import write_uki
 from railcar.runner import run
 
-# systemd-stub(7) (systemd 252): section addresses for objcopy-built unified kernel images.
-_SECTION_VMA = {".osrel": 0x20000, ".cmdline": 0x30000, ".linux": 0x2000000, ".initrd": 0x3000000}
+# systemd-stub(7) (systemd 252): section addresses for unified kernel images.
+SECTION_VMA = {".osrel": 0x20000, ".cmdline": 0x30000, ".linux": 0x2000000, ".initrd": 0x3000000}
 
 
 def kernel_cmdline(spec: ImageSpec, root_hash: str, geometry: VerityGeometry) -> str:
@@ -58,33 +59,20 @@ def build_uki(
     cmdline: str,
     os_release: str,
     out: Path,
-    work: Path,
     *,
     timestamp: int,
 ) -> Path:
     """A unified kernel image from the staged tree's kernel, initrd and EFI stub, stamped with
-    ``timestamp`` (SOURCE_DATE_EPOCH) instead of objcopy's build time."""
-    stub = stage / "usr/lib/systemd/boot/efi" / "linuxx64.efi.stub"
-    cmdline_file = work / "cmdline.txt"
-    osrel_file = work / "os-release"
-    cmdline_file.write_text(cmdline + "\0")
-    osrel_file.write_text(os_release)
+    ``timestamp`` (SOURCE_DATE_EPOCH)."""
+    efi = stage / "usr/lib/systemd/boot/efi"
     sections = {
-        ".osrel": osrel_file,
-        ".cmdline": cmdline_file,
-        ".linux": stage / "boot" / f"vmlinuz-{kernel_version}",
-        ".initrd": stage / "boot" / f"initrd.img-{kernel_version}",
+        ".osrel": os_release.encode(),
+        ".cmdline": cmdline.encode() + b"\0",
+        ".linux": (stage / "boot" / f"vmlinuz-{kernel_version}").read_bytes(),
+        ".initrd": (stage / "boot" / f"initrd.img-{kernel_version}").read_bytes(),
     }
-    args: list[str | Path] = ["objcopy"]
-    for name, path in sections.items():
-        args += [
-            "--add-section",
-            f"{name}={path}",
-            "--change-section-vma",
-            f"{name}={_SECTION_VMA[name]:#x}",
-        ]
-    run([*args, stub, out])
-    stamp_pe(out, timestamp)
+    layout = [(name, data, SECTION_VMA[name]) for name, data in sections.items()]
+    write_uki((efi / "linuxx64.efi.stub").read_bytes(), layout, out, timestamp=timestamp)
     return out
 
 
