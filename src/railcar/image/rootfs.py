@@ -510,7 +510,11 @@ def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _B
     if len(kernels) != 1:
         raise RootfsError(f"expected one kernel in the rootfs, found {[k.name for k in kernels]}")
     kernel = kernels[0].name
-    dracut = _start_initrd(tree, kernel, spec, log)
+    try:
+        dracut = _start_initrd(tree, kernel, spec, log)
+    except OSError as e:  # no unshare(1): util-linux is part of every Debian
+        shutil.rmtree(work, ignore_errors=True)
+        raise RootfsError(f"cannot start dracut in the new tree: {e}") from e
     try:
         installed = _installed(tree)
         shutil.rmtree(hooks)

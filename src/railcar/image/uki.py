@@ -128,7 +128,9 @@ def write_uki(stub: bytes, sections: Sequence[tuple[str, bytes, int]], out: Path
         image += bytes(raw_size - len(data))
         added += raw_size
         image_end = address + len(data)
-    struct.pack_into("<HIII", image, coff + 2, count + len(sections), timestamp, 0, 0)
+    struct.pack_into("<H", image, coff + 2, count + len(sections))
+    # TimeDateStamp, then PointerToSymbolTable and NumberOfSymbols: no COFF symbol table
+    struct.pack_into("<III", image, coff + _TIME_DATE_STAMP, timestamp, 0, 0)
     initialized: int = struct.unpack_from("<I", image, optional + 8)[0]
     struct.pack_into("<I", image, optional + 8, initialized + added)
     struct.pack_into("<I", image, optional + 56, _align(image_end, section_alignment))
