@@ -142,7 +142,7 @@ def _bootstrapped(tmp_path: Path, dracut: list[str], kernel: str = "6.1.0-9-amd6
     proc = subprocess.Popen(dracut, cwd=work / "tree", start_new_session=True)
     log = tmp_path / "mmdebstrap.log"
     boot = rootfs_module._Bootstrapped(work, [("systemd", "252")], kernel, proc, log)
-    return boot.unfinished(tmp_path / "cache" / "rootfs" / "key")
+    return boot.unfinished("key")
 
 
 def test_a_new_tree_is_handed_out_before_its_initrd_and_published_with_it(tmp_path: Path) -> None:

@@ -322,7 +322,7 @@ class UnfinishedRootfs:
     def finished(self) -> Rootfs:
         """The tree with its initrd, in the cache (waits for dracut when it is running)."""
         if self._bootstrapped is not None:
-            done = self._bootstrapped.finish()
+            done = self._bootstrapped.finish(self.rootfs.key)
             self._bootstrapped = None
             self.rootfs = dataclasses.replace(done, resolution_reused=self.rootfs.resolution_reused)
         return self.rootfs
@@ -373,7 +373,7 @@ def _build_beside_resolution(spec: ImageSpec, cache: Path, log: Path | None) -> 
         # The archive changed between the two apt updates: build the tree the key names.
         boot.abort()
         return _cached_rootfs(spec, cache, key, log)
-    return boot.unfinished(cache / "rootfs" / key)
+    return boot.unfinished(key)
 
 
 def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> UnfinishedRootfs:
@@ -384,30 +384,28 @@ def _cached_rootfs(spec: ImageSpec, cache: Path, key: str, log: Path | None) -> 
         packages = tuple(map(tuple, info["packages"]))
         return UnfinishedRootfs(Rootfs(key, entry / "tree", packages, info["kernel"], cached=True))
     work = cache / "rootfs" / f".{key}.partial"
-    return _bootstrap(spec, cache, work, log).unfinished(entry)
+    return _bootstrap(spec, cache, work, log).unfinished(key)
 
 
 @dataclass
 class _Bootstrapped:
-    """mmdebstrap's finished tree in ``work/tree``, and the dracut run making its initrd."""
+    """mmdebstrap's finished tree in ``work/tree``, and the dracut run making its initrd. Its
+    cache entry, named by the resolution's key, is a sibling of ``work``."""
 
     work: Path
     installed: list[tuple[str, str]]
     kernel: str
     dracut: subprocess.Popen[bytes]
     log: Path | None
-    entry: Path | None = None  # the cache entry it becomes (named by the resolution's key)
 
-    def unfinished(self, entry: Path) -> UnfinishedRootfs:
-        self.entry = entry
+    def unfinished(self, key: str) -> UnfinishedRootfs:
         tree = self.work / "tree"
         return UnfinishedRootfs(
-            Rootfs(entry.name, tree, tuple(self.installed), self.kernel, cached=False), self
+            Rootfs(key, tree, tuple(self.installed), self.kernel, cached=False), self
         )
 
-    def finish(self) -> Rootfs:
-        """Wait for the initrd; make the tree durable and publish it as :attr:`entry`."""
-        assert self.entry is not None, "finish() before unfinished()"
+    def finish(self, key: str) -> Rootfs:
+        """Wait for the initrd; make the tree durable and publish it as the entry ``key``."""
         status = self.dracut.wait()
         tree = self.work / "tree"
         initrd = f"/boot/initrd.img-{self.kernel}"
@@ -420,7 +418,7 @@ class _Bootstrapped:
         run(["sync", "--file-system", tree])
         manifest = {"packages": self.installed, "kernel": self.kernel}
         (self.work / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        return _publish(self.work, self.entry, self.installed, self.kernel)
+        return _publish(self.work, self.work.parent / key, self.installed, self.kernel)
 
     def abort(self) -> None:
         if self.dracut.poll() is None:
