@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -102,6 +105,43 @@ def test_copy_sparse_writes_only_data(tmp_path: Path) -> None:
     data = dest.read_bytes()
     assert data[(3 << 20) : (3 << 20) + 4096] == b"x" * 4096
     assert data.count(0) == len(data) - 4096
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_copy_sparse_copies_every_extent_and_keeps_holes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    """Extents larger than a chunk, at odd offsets, into a disk holding other data; by
+    copy_file_range, and by the fallback where the kernel cannot copy (EXDEV)."""
+    if not kernel_copy:
+
+        def cross_device(*_: object) -> int:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", cross_device)
+    rng = random.Random(5)
+    first, second = rng.randbytes(9 << 20), rng.randbytes(12288)
+    src = tmp_path / "part.img"
+    with open(src, "wb") as f:
+        f.truncate(32 << 20)
+        f.seek(4096)
+        f.write(first)
+        f.seek(24 << 20)
+        f.write(second)
+    dest = tmp_path / "disk"
+    with open(dest, "wb") as f:
+        f.truncate(40 << 20)
+        f.seek(39 << 20)
+        f.write(b"backup table")
+    assert copy_sparse(src, dest, 1 << 20, 32 << 20) == len(first) + len(second)
+    expected = bytearray(40 << 20)
+    expected[(1 << 20) + 4096 : (1 << 20) + 4096 + len(first)] = first
+    expected[(25 << 20) : (25 << 20) + len(second)] = second
+    expected[39 << 20 : (39 << 20) + 12] = b"backup table"
+    assert dest.read_bytes() == bytes(expected)
+    # the hole between the two extents stays a hole in the disk
+    with open(dest, "rb") as disk:
+        assert os.lseek(disk.fileno(), (12 << 20), os.SEEK_DATA) == 25 << 20
 
 
 @pytest.mark.parametrize("algo", ["sha256", "sha512"])

@@ -120,21 +120,26 @@ class _Digests:
 
     hashlib releases the GIL while it hashes, so the hashes (gigabytes, most of them the disk
     image's holes) run on all cores at once, and the large files' start while later steps run:
-    the /usr image's during the ESP, ROOT and disk steps, the disk's during payload, qcow2 and
+    the /usr image's during the kernel, ESP and disk steps, the disk's during payload, qcow2 and
     reports. Files are handed over only when final; :meth:`text` adds whatever was not.
+
+    The disk's hashes are the build's last step, so they are ``urgent``: they start at once on
+    threads of their own at the build's priority, instead of queueing behind the /usr image's
+    at the background's (ADR 0035).
     """
 
     ALGOS = ("sha256", "sha512")
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, initializer=_background_thread
-        )
+        workers = os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(workers, initializer=_background_thread)
+        self._urgent = ThreadPoolExecutor(len(self.ALGOS), "railcar-digest")
         self._sums: dict[tuple[str, str], Future[str]] = {}
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path, *, urgent: bool = False) -> None:
+        pool = self._urgent if urgent else self._pool
         for algo in reversed(self.ALGOS):  # sha512 first: the slower one
-            self._sums[algo, path.name] = self._pool.submit(sparse_digest, path, algo)
+            self._sums[algo, path.name] = pool.submit(sparse_digest, path, algo)
 
     def text(self, directory: Path) -> str:
         files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")
@@ -148,7 +153,8 @@ class _Digests:
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._urgent, self._pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _contents(usr: Path) -> str:
@@ -287,18 +293,19 @@ def _build(
     disk = partial / f"{prefix}_image.bin"
     # Work that needs only the stage runs beside mkfs.erofs (the main thread only waits for it),
     # at a lower priority (in a cold build, dracut runs too): the package, contents and SBOM
-    # reports, the disk with its partition table, ROOT and OEM in it; then the USR-A copy beside
-    # the kernel step. The disk is complete, and its hashes start, right after the ESP (ADRs
-    # 0028, 0033).
+    # reports, the disk with its partition table, ROOT and OEM in it. The USR-A copy runs beside
+    # the kernel step at the build's own priority. The disk is complete, and its hashes start,
+    # right after the ESP (ADRs 0028, 0033, 0035).
     side_pool = ThreadPoolExecutor(1, "railcar-side", initializer=_background_thread)
-    with side_pool as side:
+    with side_pool as side, ThreadPoolExecutor(1, "railcar-usr-a") as urgent:
         listed = side.submit(_package_reports, spec, rootfs, stage / "usr", partial)
         rest = side.submit(_disk_with_root_and_oem, spec, stage, work, layout, disk)
         with steps.step("usr", "/usr: erofs + dm-verity"):
             usr = make_usr_image(spec, stage / "usr", partial / f"{prefix}_update.bin", geometry)
         digests.add(usr.path)
         report(f"    root hash {usr.root_hash}")
-        usr_in = side.submit(copy_in, layout, "USR-A", usr.path, disk)
+        # The disk step waits for this copy, so it runs at the build's priority (ADR 0035).
+        usr_in = urgent.submit(copy_in, layout, "USR-A", usr.path, disk)
         with steps.step("initrd", "initrd (dracut)"):
             rootfs = unfinished.finished()
             initrd = Path("boot") / f"initrd.img-{rootfs.kernel_version}"
@@ -320,7 +327,7 @@ def _build(
             rest.result()
             usr_in.result()
             copy_in(layout, "EFI-SYSTEM", esp, disk)
-        digests.add(disk)
+        digests.add(disk, urgent=True)
         _extras(steps, digests, partial, prefix, usr.path, uki, payload_signers,
                 min_saving=spec.payload_min_saving, qcow2=qcow2)  # fmt: skip
         with steps.step("reports", "version, packages, contents"):

@@ -8,6 +8,7 @@ directories (``mkfs.ext4 -d``); partition images are copied in extent by extent
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -56,27 +57,45 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def copy_sparse(source: Path, dest: Path, offset: int, limit: int) -> int:
-    """Copy ``source``'s data extents into ``dest`` at ``offset``; bytes of data copied."""
+    """Copy ``source``'s data extents into ``dest`` at ``offset``; bytes of data copied.
+
+    Holes are skipped, so ``dest`` stays as sparse as ``source``. The kernel copies
+    (``copy_file_range(2)``): for the 395 MiB of a /usr image, ~0.2 s instead of ~1.8 s through
+    Python's buffers while the build hashes beside it (docs/PERFORMANCE.md)."""
     size = source.stat().st_size
     if size > limit:
         raise DiskAssemblyError(
             f"{source.name} is {size} bytes, more than its {limit}-byte partition"
         )
     copied = 0
-    zeros = bytes(_CHUNK)
     with open(source, "rb") as src, open(dest, "r+b") as dst:
         for start, end in data_extents(src.fileno(), size):
-            src.seek(start)
-            pos = start
-            while pos < end:
-                block = src.read(min(_CHUNK, end - pos))
-                # a comparison (memcmp) rather than block.count(0): 0.2 ms, not 6 ms, per chunk
-                if block != (zeros if len(block) == _CHUNK else bytes(len(block))):
-                    dst.seek(offset + pos)
-                    dst.write(block)
-                    copied += len(block)
-                pos += len(block)
+            copied += _copy_range(src.fileno(), dst.fileno(), start, end, offset)
     return copied
+
+
+def _copy_range(src: int, dst: int, start: int, end: int, offset: int) -> int:
+    """Bytes ``start``..``end`` of ``src`` to ``offset + start`` of ``dst``, by the kernel where
+    it can (copy_file_range), else read and written in chunks."""
+    pos = start
+    try:
+        while pos < end:
+            n = os.copy_file_range(src, dst, end - pos, pos, offset + pos)
+            if n == 0:
+                raise DiskAssemblyError("a partition image became shorter while it was copied")
+            pos += n
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        while pos < end:  # a filesystem pair the kernel cannot copy between
+            block = os.pread(src, min(_CHUNK, end - pos), pos)
+            if not block:
+                raise DiskAssemblyError(
+                    "a partition image became shorter while it was copied"
+                ) from None
+            os.pwrite(dst, block, offset + pos)
+            pos += len(block)
+    return end - start
 
 
 def sparse_digest(path: Path, algo: str) -> str:
