@@ -160,6 +160,25 @@ def test_a_new_tree_is_handed_out_before_its_initrd_and_published_with_it(tmp_pa
     assert unfinished.finished() == done
 
 
+def test_the_initrd_is_ready_before_the_tree_enters_the_cache(tmp_path: Path) -> None:
+    """The build takes the initrd as soon as dracut is done; the tree is synced and published
+    when the block ends, and also when a later step fails, since the tree is complete."""
+    unfinished = _bootstrapped(
+        tmp_path, ["sh", "-c", "echo initrd > boot/initrd.img-6.1.0-9-amd64"]
+    )
+    with pytest.raises(RuntimeError), rootfs_module._handed_out(unfinished):
+        ready = unfinished.initrd_ready()
+        assert ready.tree == tmp_path / "cache/rootfs/.key.partial/tree"
+        assert (ready.tree / "boot/initrd.img-6.1.0-9-amd64").read_text() == "initrd\n"
+        assert unfinished.initrd_pending
+        assert not (tmp_path / "cache/rootfs/key").exists()
+        raise RuntimeError("the ESP step failed")
+    assert not unfinished.initrd_pending
+    assert unfinished.rootfs.tree == tmp_path / "cache/rootfs/key/tree"
+    assert (tmp_path / "cache/rootfs/key/manifest.json").is_file()
+    assert not (tmp_path / "cache/rootfs/.key.partial").exists()
+
+
 @pytest.mark.parametrize(
     ("dracut", "error"),
     [(["sh", "-c", "exit 3"], "exited with status 3"),
@@ -171,8 +190,8 @@ def test_a_failed_initrd_fails_the_tree_and_leaves_nothing(
     """dracut's failure (exit status, or no initrd written) is the build's error, named with the
     log; neither the partial tree nor a cache entry stays."""
     unfinished = _bootstrapped(tmp_path, dracut)
-    with pytest.raises(RootfsError) as failed:
-        unfinished.finished()
+    with pytest.raises(RootfsError) as failed, rootfs_module._handed_out(unfinished):
+        unfinished.initrd_ready()
     log = tmp_path / "mmdebstrap.log"
     assert str(failed.value) == f"dracut {error} making the tree's initrd; see {log}"
     assert not list((tmp_path / "cache" / "rootfs").iterdir())

@@ -239,7 +239,8 @@ def build_image(
     digests = _Digests()
     cleanup = threading.Thread(target=shutil.rmtree, args=(work,), name="railcar-cleanup")
     try:
-        with ExitStack() as hold:  # a new rootfs's dracut run, until the build is done with it
+        # a new rootfs's dracut run and its entry in the cache, until the build is done with it
+        with ExitStack() as hold:
             result = _build(spec, output, partial, cache or default_cache(), steps, digests,
                             payload_signers, hold, qcow2=qcow2)  # fmt: skip
         result.seconds = steps.seconds
@@ -307,7 +308,7 @@ def _build(
         # The disk step waits for this copy, so it runs at the build's priority (ADR 0035).
         usr_in = urgent.submit(copy_in, layout, "USR-A", usr.path, disk)
         with steps.step("initrd", "initrd (dracut)"):
-            rootfs = unfinished.finished()
+            rootfs = unfinished.initrd_ready()  # a new tree enters the cache after the build
             initrd = Path("boot") / f"initrd.img-{rootfs.kernel_version}"
             if not (stage / initrd).exists():  # made after the stage was
                 run(["cp", "-a", "--link", rootfs.tree / initrd, stage / initrd])

@@ -314,10 +314,20 @@ class UnfinishedRootfs:
     def __init__(self, rootfs: Rootfs, bootstrapped: _Bootstrapped | None = None) -> None:
         self.rootfs = rootfs
         self._bootstrapped = bootstrapped
+        self._initrd_ready = False
 
     @property
     def initrd_pending(self) -> bool:
         return self._bootstrapped is not None
+
+    def initrd_ready(self) -> Rootfs:
+        """The tree once its initrd is in, where it is now: a new tree is made durable and
+        enters the cache only when the block of :func:`rootfs_in_progress` ends, so that its
+        ``sync`` runs beside the build's last steps, not before them (ADR 0035)."""
+        if self._bootstrapped is not None and not self._initrd_ready:
+            self._bootstrapped.wait_initrd()
+            self._initrd_ready = True
+        return self.rootfs
 
     def finished(self) -> Rootfs:
         """The tree with its initrd, in the cache (waits for dracut when it is running)."""
@@ -328,8 +338,12 @@ class UnfinishedRootfs:
         return self.rootfs
 
     def abort(self) -> None:
-        """Stop dracut and drop the new tree (nothing of it enters the cache)."""
+        """Stop dracut and drop the new tree (nothing of it enters the cache). A tree whose
+        initrd is already in is complete: it is published instead, for the next build."""
         if self._bootstrapped is not None:
+            if self._initrd_ready:
+                self.finished()
+                return
             self._bootstrapped.abort()
             self._bootstrapped = None
 
@@ -404,18 +418,21 @@ class _Bootstrapped:
             Rootfs(key, tree, tuple(self.installed), self.kernel, cached=False), self
         )
 
-    def finish(self, key: str) -> Rootfs:
-        """Wait for the initrd; make the tree durable and publish it as the entry ``key``."""
+    def wait_initrd(self) -> None:
+        """Wait for dracut; on its failure drop the tree and raise :class:`RootfsError`."""
         status = self.dracut.wait()
-        tree = self.work / "tree"
         initrd = f"/boot/initrd.img-{self.kernel}"
-        if status != 0 or not (tree / initrd.lstrip("/")).is_file():
+        if status != 0 or not (self.work / "tree" / initrd.lstrip("/")).is_file():
             shutil.rmtree(self.work, ignore_errors=True)
             what = f"exited with status {status}" if status else f"wrote no {initrd}"
             where = f"; see {self.log}" if self.log else ""
             raise RootfsError(f"dracut {what} making the tree's initrd{where}")
+
+    def finish(self, key: str) -> Rootfs:
+        """Wait for the initrd; make the tree durable and publish it as the entry ``key``."""
+        self.wait_initrd()
         # The whole tree on disk before the rename publishes it (dpkg did not fsync; see above).
-        run(["sync", "--file-system", tree])
+        run(["sync", "--file-system", self.work / "tree"])
         manifest = {"packages": self.installed, "kernel": self.kernel}
         (self.work / "manifest.json").write_text(json.dumps(manifest, indent=1))
         return _publish(self.work, self.work.parent / key, self.installed, self.kernel)
