@@ -179,19 +179,21 @@ def test_the_initrd_is_ready_before_the_tree_enters_the_cache(tmp_path: Path) ->
     assert not (tmp_path / "cache/rootfs/.key.partial").exists()
 
 
+@pytest.mark.parametrize("wait", ["initrd_ready", "finished"])
 @pytest.mark.parametrize(
     ("dracut", "error"),
     [(["sh", "-c", "exit 3"], "exited with status 3"),
      (["true"], "wrote no /boot/initrd.img-6.1.0-9-amd64")],
 )  # fmt: skip
 def test_a_failed_initrd_fails_the_tree_and_leaves_nothing(
-    tmp_path: Path, dracut: list[str], error: str
+    tmp_path: Path, dracut: list[str], error: str, wait: str
 ) -> None:
     """dracut's failure (exit status, or no initrd written) is the build's error, named with the
-    log; neither the partial tree nor a cache entry stays."""
+    log, whether the build waits for the initrd alone (as it does) or for the cache entry;
+    neither the partial tree nor a cache entry stays."""
     unfinished = _bootstrapped(tmp_path, dracut)
     with pytest.raises(RootfsError) as failed, rootfs_module._handed_out(unfinished):
-        unfinished.initrd_ready()
+        getattr(unfinished, wait)()
     log = tmp_path / "mmdebstrap.log"
     assert str(failed.value) == f"dracut {error} making the tree's initrd; see {log}"
     assert not list((tmp_path / "cache" / "rootfs").iterdir())
