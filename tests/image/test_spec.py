@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from railcar.image.errors import SpecError
-from railcar.image.spec import Architecture, Compression, load_spec, parse_spec, settings_help
+from railcar.image.spec import (
+    Architecture,
+    Compression,
+    DigestAlgorithm,
+    load_spec,
+    parse_spec,
+    settings_help,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "railcar.toml"
 
@@ -29,6 +36,12 @@ def test_payload_min_saving_reaches_the_spec() -> None:
     assert parse_spec('[image]\nversion = "1"\n').payload_min_saving == 0
     spec = parse_spec('[image]\nversion = "1"\n[update]\npayload_min_saving = 50\n')
     assert spec.payload_min_saving == 50
+
+
+def test_digests_default_to_sha256_and_keep_the_given_order() -> None:
+    assert parse_spec('[image]\nversion = "1"\n').digests == (DigestAlgorithm.SHA256,)
+    spec = parse_spec('[image]\nversion = "1"\ndigests = ["sha512", "sha256"]\n')
+    assert spec.digests == (DigestAlgorithm.SHA512, DigestAlgorithm.SHA256)
 
 
 def test_kernel_follows_the_architecture() -> None:
@@ -64,6 +77,12 @@ def test_kernel_follows_the_architecture() -> None:
         ('[image]\nversion = "1"\n[content]\nenable_units = ["b.service", "a.socket"]\n'
          'disable_units = ["a.socket", "b.service", "c.timer"]\n',
          "content.disable_units: a.socket, b.service also in content.enable_units"),
+        ('[image]\nversion = "1"\ndigests = ["md5"]\n',
+         "image.digests: 'md5' is not valid, expected one of 'sha256', 'sha512'"),
+        ('[image]\nversion = "1"\ndigests = []\n',
+         "image.digests: [] is not valid, expected each of 'sha256', 'sha512' at most once"),
+        ('[image]\nversion = "1"\ndigests = ["sha256", "sha256"]\n',
+         "image.digests: ['sha256', 'sha256'] is not valid"),
         ("[image\n", "not valid TOML"),
     ],
 )  # fmt: skip

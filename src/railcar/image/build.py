@@ -17,7 +17,7 @@ Outputs (spec §5.1 names with the image's name as prefix)::
     railcar_production_image.qcow2        the disk as qcow2 (with --format qcow2)
     version.txt                           RAILCAR_VERSION=… and friends
     build.json                            what --json prints
-    DIGESTS                               sha256 and sha512 of every file above
+    DIGESTS                               the spec's hashes (``image.digests``) of every file above
 
 Everything is written into ``OUTPUT.partial`` and renamed to ``OUTPUT`` last, so a failed build
 never leaves a directory that looks complete.
@@ -115,6 +115,11 @@ def _background_thread() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + BACKGROUND_NICE))
 
 
+# Order in which a file's hashes are started: the slower one first (SHA-512 has no hardware
+# instructions on x86; SHA-256 does, SHA-NI).
+_SLOWEST_FIRST = ("sha512", "sha256")
+
+
 class _Digests:
     """DIGESTS' hashes, computed in the background as each output file is finished.
 
@@ -128,26 +133,25 @@ class _Digests:
     at the background's (ADR 0035).
     """
 
-    ALGOS = ("sha256", "sha512")
-
-    def __init__(self) -> None:
+    def __init__(self, algorithms: Sequence[str]) -> None:
+        self.algorithms = tuple(algorithms)
         workers = os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(workers, initializer=_background_thread)
-        self._urgent = ThreadPoolExecutor(len(self.ALGOS), "railcar-digest")
+        self._urgent = ThreadPoolExecutor(len(self.algorithms), "railcar-digest")
         self._sums: dict[tuple[str, str], Future[str]] = {}
 
     def add(self, path: Path, *, urgent: bool = False) -> None:
         pool = self._urgent if urgent else self._pool
-        for algo in reversed(self.ALGOS):  # sha512 first: the slower one
+        for algo in sorted(self.algorithms, key=_SLOWEST_FIRST.index):
             self._sums[algo, path.name] = pool.submit(sparse_digest, path, algo)
 
     def text(self, directory: Path) -> str:
         files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != "DIGESTS")
         for path in sorted(files, key=lambda p: p.stat().st_size, reverse=True):
-            if (self.ALGOS[0], path.name) not in self._sums:
+            if (self.algorithms[0], path.name) not in self._sums:
                 self.add(path)
         lines = []
-        for algo in self.ALGOS:
+        for algo in self.algorithms:
             lines.append(f"# {algo.upper()} HASH")
             lines += [f"{self._sums[algo, path.name].result()}  {path.name}" for path in files]
         return "\n".join(lines) + "\n"
@@ -243,7 +247,7 @@ def build_image(
     work = partial / ".work"
     work.mkdir(parents=True)
     steps = _Steps(report, 8 + bool(payload_signers) + qcow2)
-    digests = _Digests()
+    digests = _Digests(spec.digests)
     cleanup = threading.Thread(target=shutil.rmtree, args=(work,), name="railcar-cleanup")
     try:
         # a new rootfs's dracut run and its entry in the cache, until the build is done with it
@@ -260,7 +264,8 @@ def build_image(
         digests.close()
         if cleanup.is_alive():
             cleanup.join()
-    report(f"DIGESTS (sha256, sha512): {time.monotonic() - started:.1f} s after the last step")
+    tail = time.monotonic() - started
+    report(f"DIGESTS ({', '.join(spec.digests)}): {tail:.1f} s after the last step")
     if output.exists():
         shutil.rmtree(output)
     partial.rename(output)

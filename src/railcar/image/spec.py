@@ -49,6 +49,14 @@ class Architecture(StrEnum):
         return f"{self.value}-usr"
 
 
+class DigestAlgorithm(StrEnum):
+    """Hashes the build's DIGESTS file can list. SHA-256 is what the P0 build goal names
+    (``../shared/spec/anchors.md``); Flatcar's ``X.DIGESTS`` files carry SHA-512 (spec §5.1)."""
+
+    SHA256 = "sha256"
+    SHA512 = "sha512"
+
+
 class Compression(StrEnum):
     """Compressors Debian 12's mkfs.erofs offers for /usr."""
 
@@ -99,6 +107,7 @@ class ImageSpec:
     source_date_epoch: int
     payload_min_saving: int = 0
     disable_units: tuple[str, ...] = ()
+    digests: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256,)
     partitions: PartitionSizes = field(default_factory=PartitionSizes)
     path: Path = Path()
 
@@ -173,6 +182,15 @@ def _range(low: int, high: int) -> Callable[[str, Any], Any]:
     return check
 
 
+def _digests(key: str, value: Any) -> Any:
+    algorithms = [_one_of(DigestAlgorithm)(key, v) for v in value]
+    if not algorithms or len(set(algorithms)) != len(algorithms):
+        choices = ", ".join(repr(e.value) for e in DigestAlgorithm)
+        raise SpecError(f"{key}: {value!r} is not valid, expected each of {choices} at most once,"
+                        " at least one")  # fmt: skip
+    return algorithms
+
+
 def _server(key: str, value: Any) -> Any:
     if value not in ("", "disabled") and not re.fullmatch(r"https?://\S+", value):
         raise SpecError(f"{key}: {value!r} is not valid, expected an http(s):// URL or 'disabled'")
@@ -220,6 +238,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("image", "app_id", "str", "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}",
             "Omaha application id in the release file (Flatcar's by default).",
             _match(_GUID, "a GUID")),
+    Setting("image", "digests", "list[str]", ["sha256"],
+            "Hashes listed in DIGESTS, in this order: 'sha256' and/or 'sha512' (Flatcar's).",
+            _digests),
     Setting("distribution", "suite", "str", "bookworm", "Debian suite.",
             _match(_NAME, "a Debian suite name such as bookworm")),
     Setting("distribution", "architecture", "str", "amd64", "Debian architecture.",
@@ -361,6 +382,7 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
         source_date_epoch=v["image.source_date_epoch"],
         payload_min_saving=v["update.payload_min_saving"],
         disable_units=tuple(v["content.disable_units"]),
+        digests=tuple(v["image.digests"]),
         partitions=PartitionSizes(
             **{name: v[f"partitions.{name}"] for name in PartitionSizes.__dataclass_fields__}
         ),
