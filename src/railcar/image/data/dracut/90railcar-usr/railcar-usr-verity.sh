@@ -42,6 +42,11 @@ esac
 # Woken by udev when the link appears (no polling: under emulation each 0.5 s poll cost a
 # quarter second on average, and every fork counts).
 udevadm wait --timeout=60 "$path" || { say "$path did not appear"; exit 1; }
+# dm-verity takes the best SHA-256 the kernel has when the table is loaded, for as long as /usr
+# is mapped. The CPU's (SHA-NI, AVX2, ...; on x86 the sha256_ssse3 module) is otherwise loaded
+# by udev's coldplug, which can come after this point, leaving /usr on sha256-generic until the
+# next boot. Load it first; a CPU without any of them keeps the generic one.
+modprobe -q crypto-sha256 2>/dev/null || :
 say "opening $path (hash offset $offset, root hash $hash)"
 # --panic-on-corruption: a corrupted block ends the boot (panic=, then reboot) rather than
 # handing I/O errors to whatever reads /usr.
