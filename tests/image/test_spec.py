@@ -44,6 +44,11 @@ def test_digests_default_to_sha256_and_keep_the_given_order() -> None:
     assert spec.digests == (DigestAlgorithm.SHA512, DigestAlgorithm.SHA256)
 
 
+def test_cluster_size_defaults_to_one_block() -> None:
+    assert parse_spec('[image]\nversion = "1"\n').cluster_kib == 4
+    assert parse_spec('[image]\nversion = "1"\n[usr]\ncluster_kib = 64\n').cluster_kib == 64
+
+
 def test_kernel_follows_the_architecture() -> None:
     spec = parse_spec('[image]\nversion = "1"\n[distribution]\narchitecture = "arm64"\n')
     assert spec.kernel_package == "linux-image-cloud-arm64"
@@ -83,6 +88,11 @@ def test_kernel_follows_the_architecture() -> None:
          "image.digests: [] is not valid, expected each of 'sha256', 'sha512' at most once"),
         ('[image]\nversion = "1"\ndigests = ["sha256", "sha256"]\n',
          "image.digests: ['sha256', 'sha256'] is not valid"),
+        ('[image]\nversion = "1"\n[usr]\ncluster_kib = 48\n',
+         "usr.cluster_kib: 48 is not valid, expected a power of two, 4 to 1024"),
+        ('[image]\nversion = "1"\n[usr]\ncluster_kib = 2\n', "usr.cluster_kib: 2 is not valid"),
+        ('[image]\nversion = "1"\n[usr]\ncluster_kib = 2048\n',
+         "usr.cluster_kib: 2048 is not valid"),
         ("[image\n", "not valid TOML"),
     ],
 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -63,6 +64,30 @@ def test_usr_image_is_what_veritysetup_makes_on_one_file(tmp_path: Path) -> None
          str(image.path), str(image.path), image.root_hash],
         check=True, capture_output=True,
     )  # fmt: skip
+
+
+def _features(image: Path) -> set[str]:
+    out = subprocess.run(["dump.erofs", str(image)], capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("Filesystem features:"))
+    return set(line.split(":", 1)[1].split())
+
+
+@pytest.mark.parametrize("cluster_kib", [4, 64])
+def test_cluster_size_reaches_the_filesystem(tmp_path: Path, cluster_kib: int) -> None:
+    """usr.cluster_kib is mkfs.erofs's physical cluster: above one block the filesystem needs
+    the kernel's big-pcluster feature (Linux 5.13+), and every file still reads back intact."""
+    spec = dataclasses.replace(_spec(), cluster_kib=cluster_kib)
+    usr = _tree(tmp_path)
+    text = "".join(f"line {i} of a compressible file\n" for i in range(40_000))
+    (usr / "share" / "text").write_text(text)
+    image = make_usr_image(spec, usr, tmp_path / "usr.bin", verity_geometry(16 * MIB))
+    assert ("big_pcluster" in _features(image.path)) == (cluster_kib > 4)
+    out = tmp_path / "out"
+    subprocess.run(
+        ["fsck.erofs", f"--extract={out}", str(image.path)], check=True, capture_output=True
+    )
+    for name in ("bin/tool", "share/doc/README", "share/text"):
+        assert (out / name).read_bytes() == (usr / name).read_bytes()
 
 
 def test_a_usr_tree_too_large_for_the_slot_leaves_nothing(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ class ImageSpec:
     payload_min_saving: int = 0
     disable_units: tuple[str, ...] = ()
     digests: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256,)
+    cluster_kib: int = 4
     partitions: PartitionSizes = field(default_factory=PartitionSizes)
     path: Path = Path()
 
@@ -169,6 +170,17 @@ def _one_of(enum: type[StrEnum]) -> Callable[[str, Any], Any]:
         except ValueError:
             choices = ", ".join(repr(e.value) for e in enum)
             raise SpecError(f"{key}: {value!r} is not valid, expected one of {choices}") from None
+
+    return check
+
+
+def _power_of_two(low: int, high: int) -> Callable[[str, Any], Any]:
+    def check(key: str, value: Any) -> Any:
+        if not low <= value <= high or value & (value - 1):
+            raise SpecError(
+                f"{key}: {value} is not valid, expected a power of two, {low} to {high}"
+            )
+        return value
 
     return check
 
@@ -265,6 +277,10 @@ SETTINGS: tuple[Setting, ...] = (
             _range(1, 15)),
     Setting("usr", "compression", "str", "lz4", "erofs compressor for /usr.",
             _one_of(Compression)),
+    Setting("usr", "cluster_kib", "int", 4,
+            "erofs physical cluster in KiB (mkfs.erofs -C), a power of two: larger clusters"
+            " compress better and faster; a read decompresses its whole cluster.",
+            _power_of_two(4, 1024)),
     Setting("update", "server", "str", "disabled", "SERVER= in /usr/share/railcar/update.conf.",
             _server),
     Setting("update", "group", "str", "stable", "GROUP= in /usr/share/railcar/update.conf.",
@@ -378,6 +394,7 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
         update_group=v["update.group"],
         app_id="{" + v["image.app_id"].strip("{}").lower() + "}",
         compression=v["usr.compression"],
+        cluster_kib=v["usr.cluster_kib"],
         boot_tries=v["boot.tries"],
         source_date_epoch=v["image.source_date_epoch"],
         payload_min_saving=v["update.payload_min_saving"],

@@ -35,7 +35,11 @@ class UsrImage:
 def make_usr_image(spec: ImageSpec, usr: Path, out: Path, geometry: VerityGeometry) -> UsrImage:
     """Write the USR partition image for the tree ``usr`` to ``out``."""
     fs = out.with_name(out.name + ".erofs")
-    compress = [] if spec.compression is Compression.NONE else [f"-z{spec.compression.value}"]
+    compress = (
+        []
+        if spec.compression is Compression.NONE
+        else [f"-z{spec.compression.value}", f"-C{spec.cluster_kib * 1024}"]
+    )
     run(
         [
             "mkfs.erofs",
