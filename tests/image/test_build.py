@@ -209,6 +209,15 @@ def test_reports_and_digests(image: BuildResult) -> None:
     contents = (out / "railcar_production_image_contents.txt").read_text()
     assert "/usr/lib/railcar/venv/bin/railcar\n" in contents
     assert "/usr/lib/systemd/system/multi-user.target.wants/railcar-agent.service\n" in contents
+    # The example's disable_units: the units stay, the links that start them are gone.
+    factory = "/usr/share/factory/etc/systemd/system"
+    assert f"{factory}/multi-user.target.wants/docker.service\n" in contents
+    assert "/usr/lib/systemd/system/e2scrub_reap.service\n" in contents
+    timers = ("e2scrub_all", "apt-daily", "apt-daily-upgrade", "dpkg-db-backup")
+    links = ["multi-user.target.wants/e2scrub_reap.service"]
+    links += [f"timers.target.wants/{t}.timer" for t in timers]
+    for link in links:
+        assert f"{factory}/{link}\n" not in contents, link
     # One section per hash of the spec (the example's: SHA-256 alone), listing every other
     # output file (hashed in the background as each was finished); it checks with coreutils.
     text = (out / "DIGESTS").read_text()
