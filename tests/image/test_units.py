@@ -41,6 +41,14 @@ def test_no_unit_mounts_the_esp_on_every_boot() -> None:
                 assert "boot.mount" not in value.split(), unit.name
 
 
+def test_boot_report_leaves_the_esp_unmounted() -> None:
+    """The report runs on every boot, and its line is what `railcar vm boot` and the boot
+    benchmark wait for: a path under /boot would mount the ESP on every boot, in its way."""
+    script = (data_dir() / "units" / "boot-report").read_text()
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "/boot" in line]
+
+
 def test_first_boot_unit_runs_on_the_provisioning_boot_only() -> None:
     """It keys on the kernel argument the loader entries carry while the first-boot flag is on
     the ESP (``bootentries``), which needs no mounted ESP to check."""
