@@ -11,6 +11,10 @@ OVMF straight into the same kernel and initrd (QEMU ``-kernel``/``-initrd``: no 
 no UKI), with Railcar's command line minus /usr, verity and Ignition. The initrd is the very
 same file; its verity unit is masked (``rd.systemd.mask=``) since there is no slot to open.
 
+Both trust the same payload key (the VM suite's, ``railcar.vm.images.suite_key``): a shipped
+image is built with one, and without it the update agent would not start (ADR 0037), so the
+agent starts in both kinds as it does on a node.
+
 Both print the same ``RAILCAR-BOOTED`` line (``railcar-boot-report.service``, after
 multi-user.target); the time is from QEMU's start to that line on the serial console. Same
 QEMU machine, vCPUs, memory, NIC and accelerator for both.
@@ -40,7 +44,7 @@ from typing import Any
 from benchmarks.image_build_bench import median
 from railcar.gpt import PartitionType
 from railcar.image import build_image, parse_spec
-from railcar.image.content import customize
+from railcar.image.content import customize, trust_payload_keys
 from railcar.image.disk import assemble, make_ext4
 from railcar.image.layout import (
     ALIGN_SECTORS,
@@ -54,7 +58,9 @@ from railcar.image.layout import (
 from railcar.image.rootfs import build_rootfs, install_railcar, stage_copy
 from railcar.image.spec import ImageSpec
 from railcar.image.uki import pe_section
+from railcar.payload.signing import FileKeySigner
 from railcar.vm import Vm, VmConfig
+from railcar.vm.images import suite_key
 from railcar.vm.nodes import BOOTED, IGNITION_VERSION, boots
 from railcar.vm.qmp import qmp
 
@@ -190,13 +196,16 @@ class BootBench:
         self.work.mkdir(parents=True)
         print("boot: building the Railcar image (warm when the cache has the rootfs)…",
               file=sys.stderr)  # fmt: skip
-        result = build_image(self.spec, self.work / "railcar-image", cache=self.cache)
+        signers = [FileKeySigner(suite_key(self.cache))]
+        result = build_image(self.spec, self.work / "railcar-image", cache=self.cache,
+                             payload_signers=signers)  # fmt: skip
         out = Path(result.output)
         print("boot: staging the same tree for the plain disk…", file=sys.stderr)
         rootfs = build_rootfs(self.spec, self.cache)
         stage = stage_copy(rootfs.tree, self.work / "plain-stage")
         install_railcar(self.spec, stage, self.cache)
         customize(self.spec, stage)
+        trust_payload_keys(stage, signers)
         kernel = stage / "boot" / f"vmlinuz-{rootfs.kernel_version}"
         initrd = stage / "boot" / f"initrd.img-{rootfs.kernel_version}"
         uki = (out / "railcar_production_image.vmlinuz").read_bytes()
@@ -224,7 +233,8 @@ class BootBench:
         if self.variant:
             print(f"boot: building the variant image ({self.variant})…", file=sys.stderr)
             spec = parse_spec(self.variant.read_text(), path=self.variant)
-            variant = build_image(spec, self.work / "variant-image", cache=self.cache)
+            variant = build_image(spec, self.work / "variant-image", cache=self.cache,
+                                  payload_signers=signers)  # fmt: skip
             self.disks[VARIANT] = Path(variant.output) / "railcar_production_image.bin"
         return {
             "kernel": rootfs.kernel_version,

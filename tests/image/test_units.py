@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from railcar.agent.node import DEFAULT_KEY_PATHS
 from railcar.image.bootentries import IGNITION_FIRSTBOOT
 from railcar.image.content import SYSTEMD_UNITS, disable_unit
 from railcar.image.errors import SpecError
@@ -39,6 +40,13 @@ def test_no_unit_mounts_the_esp_on_every_boot() -> None:
                 assert not {"/boot", "/boot/"} & set(value.split()), unit.name
             if key in ("Requires", "Wants", "BindsTo", "After"):
                 assert "boot.mount" not in value.split(), unit.name
+
+
+def test_agent_starts_only_with_a_key_it_would_trust() -> None:
+    """The unit's triggering conditions are the agent's own default key paths, in its order."""
+    unit = data_dir() / "units" / "railcar-agent.service"
+    keys = [v[1:] for k, v in _settings(unit) if k == "ConditionPathExists" and v.startswith("|")]
+    assert keys == [str(p) for p in DEFAULT_KEY_PATHS]
 
 
 def test_boot_report_leaves_the_esp_unmounted() -> None:

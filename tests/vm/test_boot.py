@@ -102,6 +102,7 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         cpu_flags = root.run("grep -m1 '^flags' /proc/cpuinfo").split()
         verity_hash = root.run("dmesg | grep -m1 'verity: sha256 using implementation'")
         crypto = root.run("cat /proc/crypto")
+        agent = root.run("systemctl show -p ConditionResult -p NRestarts railcar-agent.service")
         tarball = tmp_path / "hello.tar"
         busybox_image(tarball, "railcar-test/hello:1")
         root.run("cat > /root/hello.tar", stdin=tarball.read_bytes())
@@ -126,6 +127,9 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     if config.accel is Accel.TCG:  # ADR 0025: no byte-string instructions for TCG to crawl through
         assert "sse4_2" in cpu_flags and "erms" not in cpu_flags
     assert "hello from railcar-test/hello:1" in ctr
+    # The example is built without --payload-key: no key to verify an update with, so the agent
+    # is not started (rather than failing and being restarted every 30 s).
+    assert sorted(agent.split()) == ["ConditionResult=no", "NRestarts=0"], agent
     # /usr's hashes use the best SHA-256 the CPU offers, not the one that happened to be loaded
     # when the initrd opened the slot.
     assert f'implementation "{_best_sha256(crypto)}"' in verity_hash, (verity_hash, crypto)
