@@ -211,13 +211,17 @@ def test_reports_and_digests(image: BuildResult) -> None:
     assert "/usr/lib/systemd/system/multi-user.target.wants/railcar-agent.service\n" in contents
     # The example's disable_units: the units stay, the links that start them are gone.
     factory = "/usr/share/factory/etc/systemd/system"
-    assert f"{factory}/multi-user.target.wants/docker.service\n" in contents
     assert "/usr/lib/systemd/system/e2scrub_reap.service\n" in contents
     timers = ("e2scrub_all", "apt-daily", "apt-daily-upgrade", "dpkg-db-backup")
-    links = ["multi-user.target.wants/e2scrub_reap.service"]
+    links = [f"multi-user.target.wants/{s}.service" for s in ("e2scrub_reap", "docker")]
     links += [f"timers.target.wants/{t}.timer" for t in timers]
     for link in links:
         assert f"{factory}/{link}\n" not in contents, link
+    # dockerd starts through its socket, as on Container Linux (ADR 0039); containerd at boot.
+    assert "/usr/lib/systemd/system/docker.service\n" in contents
+    assert "/usr/lib/systemd/system/sockets.target.wants/docker.socket\n" in contents
+    assert "/usr/lib/systemd/system/multi-user.target.wants/containerd.service\n" in contents
+    assert "multi-user.target.wants/docker.service\n" not in contents
     # One section per hash of the spec (the example's: SHA-256 alone), listing every other
     # output file (hashed in the background as each was finished); it checks with coreutils.
     text = (out / "DIGESTS").read_text()

@@ -103,6 +103,10 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         verity_hash = root.run("dmesg | grep -m1 'verity: sha256 using implementation'")
         crypto = root.run("cat /proc/crypto")
         agent = root.run("systemctl show -p ConditionResult -p NRestarts railcar-agent.service")
+        # Before anything used docker's socket: dockerd has not run (ADR 0039).
+        runtimes = root.run(
+            "systemctl show -p Id -p ActiveState docker.service docker.socket containerd.service"
+        )
         tarball = tmp_path / "hello.tar"
         busybox_image(tarball, "railcar-test/hello:1")
         root.run("cat > /root/hello.tar", stdin=tarball.read_bytes())
@@ -124,6 +128,10 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     # Ignition ran on this first boot only: the loader entry no longer asks for it.
     assert "ignition.firstboot" not in entry and "first_boot" not in flag.split()
     assert "hello from railcar-test/hello:1" in docker
+    blocks = [dict(line.split("=", 1) for line in b.splitlines()) for b in runtimes.split("\n\n")]
+    states = {b["Id"]: b["ActiveState"] for b in blocks if b}
+    assert states == {"docker.service": "inactive", "docker.socket": "active",
+                      "containerd.service": "active"}, runtimes  # fmt: skip
     if config.accel is Accel.TCG:  # ADR 0025: no byte-string instructions for TCG to crawl through
         assert "sse4_2" in cpu_flags and "erms" not in cpu_flags
     assert "hello from railcar-test/hello:1" in ctr

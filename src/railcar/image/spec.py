@@ -264,9 +264,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("packages", "kernel", "str", "auto",
             "The kernel package; 'auto': linux-image-cloud-ARCHITECTURE.",
             _match(_PACKAGE, "a Debian package name")),
-    Setting("content", "enable_units", "list[str]", ["containerd.service", "docker.service"],
+    # Container Linux's defaults: containerd from boot, dockerd socket-activated (ADR 0039).
+    Setting("content", "enable_units", "list[str]", ["containerd.service", "docker.socket"],
             "systemd units enabled statically in /usr.", _match(_UNIT, "a systemd unit name")),
-    Setting("content", "disable_units", "list[str]", [],
+    Setting("content", "disable_units", "list[str]", ["docker.service"],
             "Units the packages enable that the image does not start (their links removed).",
             _match(_UNIT, "a systemd unit name")),
     Setting("content", "files", "table", {},
