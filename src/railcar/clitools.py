@@ -6,8 +6,10 @@ Exit codes: 0 success; 1 a :class:`~railcar.errors.RailcarError` or an I/O failu
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -30,6 +32,30 @@ class RailcarGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("railcar: interrupted", err=True)
             sys.exit(130)
+
+
+class LazyGroup(RailcarGroup):
+    """A group whose sub-commands are imported when one is run, named ``module:attribute``.
+
+    ``railcar agent run`` (started on every node's boot) then imports the agent and not the
+    image builder, the server or the VM harness with their dependencies.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{self.lazy[cmd_name]} is not the click command {cmd_name!r}")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:
