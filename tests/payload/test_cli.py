@@ -17,8 +17,12 @@ from tests.conftest import KeyPair, MakeFile, usr_like_bytes
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path, through the groups' own listing (the top level loads lazily)."""
     found = [prefix]
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             found += _all_commands(command, (*prefix, name))
         else:
