@@ -37,10 +37,11 @@ def test_the_agent_imports_no_other_component() -> None:
         "    cli(['agent', '--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(repr(sorted(m for m in sys.modules if m.startswith('railcar.'))), file=sys.stderr)\n"
+        "import json\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('railcar.')]), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    loaded = set(json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"')))
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert "railcar.agent.cli" in loaded
     others = {m for m in loaded if m.split(".")[1] in {"image", "server", "vm", "ignition"}}
     assert others == set()
