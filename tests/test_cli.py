@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -51,3 +52,49 @@ def test_a_name_bound_to_another_command_is_an_error() -> None:
     group = LazyGroup(name="g", lazy={"wrong": "railcar.agent.cli:agent"})
     with pytest.raises(TypeError, match="is not the click command 'wrong'"):
         group.get_command(click.Context(group), "wrong")
+
+
+MISSING = (
+    "import sys, importlib.abc\n"
+    "class Absent(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name.partition('.')[0] in {'fastapi', 'sqlalchemy', 'yaml', 'pkcs11'}:\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Absent())\n"
+    "from railcar.cli import cli\n"
+    "cli(sys.argv[1:], prog_name='railcar')\n"
+)
+
+
+def _without_extras(*args: str) -> subprocess.CompletedProcess[str]:
+    """``railcar ARGS`` in a Python where the extras' packages cannot be imported (a node)."""
+    command = [sys.executable, "-c", MISSING, *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True)
+
+
+def test_help_without_the_extras_lists_every_command() -> None:
+    done = _without_extras("--help")
+    assert done.returncode == 0, done.stderr
+    listing = done.stdout.split("Commands:")[1].splitlines()
+    lines = {line.split()[0]: line for line in listing if line}
+    assert sorted(lines) == sorted(COMMANDS)
+    assert "Not installed here (needs yaml)" in lines["ignition"]  # its module imports yaml
+    assert "Not installed here" not in lines["agent"]
+
+
+def test_a_command_without_its_extra_says_what_is_missing(tmp_path: Path) -> None:
+    """Missing at import (ignition's module) or inside the command (the server's database)."""
+    ignition = _without_extras("ignition", "translate", "config.yaml")
+    assert ignition.returncode == 1
+    assert ignition.stderr.splitlines() == [
+        "railcar: error: 'railcar ignition' needs the Python package 'yaml', which is not "
+        "installed here",
+        "hint: install Railcar with its extras: pip install 'railcar[server,build]'",
+    ]
+    server = _without_extras("server", "init", "--data-dir", str(tmp_path))
+    assert server.returncode == 1
+    assert "Traceback" not in server.stderr
+    assert "railcar: error: 'railcar server' needs the Python package 'sqlalchemy'" in server.stderr
+    agent = _without_extras("agent", "--help")
+    assert agent.returncode == 0, agent.stderr
+    assert "Usage: " in agent.stdout

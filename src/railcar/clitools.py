@@ -26,6 +26,10 @@ class RailcarGroup(click.Group):
             return super().invoke(ctx)
         except RailcarError as exc:
             fail(exc.message, hint=exc.hint, code=exc.exit_code)
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.partition(".")[0] == "railcar":
+                raise  # Railcar itself is broken: not a missing extra
+            fail(_needs(ctx.command_path, exc.name), hint=EXTRAS_HINT)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or exc}{where}")
@@ -39,6 +43,10 @@ class LazyGroup(RailcarGroup):
 
     ``railcar agent run`` (started on every node's boot) then imports the agent and not the
     image builder, the server or the VM harness with their dependencies.
+
+    A node's venv has only the agent's packages (the ``server`` and ``build`` extras are left
+    out, ADR 0040): a command whose packages are missing is still listed, and running it says
+    which package is missing and how to install it, instead of a traceback.
     """
 
     def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
@@ -51,11 +59,39 @@ class LazyGroup(RailcarGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
             module, _, attribute = self.lazy[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module), attribute)
+            try:
+                command = getattr(importlib.import_module(module), attribute)
+            except ModuleNotFoundError as exc:
+                if not exc.name or exc.name.partition(".")[0] == "railcar":
+                    raise  # Railcar itself is broken: not a missing extra
+                command = _not_installed(cmd_name, exc.name)
             if not isinstance(command, click.Command) or command.name != cmd_name:
                 raise TypeError(f"{self.lazy[cmd_name]} is not the click command {cmd_name!r}")
             self.add_command(command)
         return super().get_command(ctx, cmd_name)
+
+
+EXTRAS_HINT = "install Railcar with its extras: pip install 'railcar[server,build]'"
+
+
+def _needs(command: str, package: str) -> str:
+    return f"'{command}' needs the Python package {package!r}, which is not installed here"
+
+
+def _not_installed(name: str, package: str) -> click.Command:
+    """A stand-in for command ``name``, whose module needs ``package``, absent here (a node)."""
+
+    def refuse(args: tuple[str, ...]) -> None:
+        fail(_needs(f"railcar {name}", package), hint=EXTRAS_HINT)
+
+    return click.Command(
+        name,
+        callback=refuse,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "help_option_names": []},
+        help=f"Not installed here (needs {package}).",
+        short_help=f"Not installed here (needs {package}).",
+    )
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> None:

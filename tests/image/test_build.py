@@ -208,6 +208,12 @@ def test_reports_and_digests(image: BuildResult) -> None:
     assert {"systemd", "containerd", "docker.io", "openssh-server"} <= names
     contents = (out / "railcar_production_image_contents.txt").read_text()
     assert "/usr/lib/railcar/venv/bin/railcar\n" in contents
+    # The node's venv has the agent's packages, not the server's or the build host's (ADR 0040).
+    site = "/usr/lib/railcar/venv/lib/python3.11/site-packages"
+    for present in ("httpx", "cryptography", "jeepney", "click", "defusedxml"):
+        assert f"{site}/{present}/__init__.py\n" in contents, present
+    for absent in ("sqlalchemy", "fastapi", "alembic", "psycopg", "uvicorn", "pkcs11", "yaml"):
+        assert f"{site}/{absent}/" not in contents, absent
     assert "/usr/lib/systemd/system/multi-user.target.wants/railcar-agent.service\n" in contents
     # The example's disable_units: the units stay, the links that start them are gone.
     factory = "/usr/share/factory/etc/systemd/system"
