@@ -27,9 +27,7 @@ class RailcarGroup(click.Group):
         except RailcarError as exc:
             fail(exc.message, hint=exc.hint, code=exc.exit_code)
         except ModuleNotFoundError as exc:
-            if not exc.name or exc.name.partition(".")[0] == "railcar":
-                raise  # Railcar itself is broken: not a missing extra
-            fail(_needs(ctx.command_path, exc.name), hint=EXTRAS_HINT)
+            _refuse(ctx, _missing_package(exc))
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or exc}{where}")
@@ -62,9 +60,7 @@ class LazyGroup(RailcarGroup):
             try:
                 command = getattr(importlib.import_module(module), attribute)
             except ModuleNotFoundError as exc:
-                if not exc.name or exc.name.partition(".")[0] == "railcar":
-                    raise  # Railcar itself is broken: not a missing extra
-                command = _not_installed(cmd_name, exc.name)
+                command = _not_installed(cmd_name, _missing_package(exc))
             if not isinstance(command, click.Command) or command.name != cmd_name:
                 raise TypeError(f"{self.lazy[cmd_name]} is not the click command {cmd_name!r}")
             self.add_command(command)
@@ -74,15 +70,25 @@ class LazyGroup(RailcarGroup):
 EXTRAS_HINT = "install Railcar with its extras: pip install 'railcar[server,build]'"
 
 
-def _needs(command: str, package: str) -> str:
-    return f"'{command}' needs the Python package {package!r}, which is not installed here"
+def _missing_package(exc: ModuleNotFoundError) -> str:
+    """The package whose import failed; ``exc`` again when it is Railcar's own (a broken
+    install, not a missing extra)."""
+    if not exc.name or exc.name.partition(".")[0] == "railcar":
+        raise exc
+    return exc.name
+
+
+def _refuse(ctx: click.Context, package: str) -> None:
+    fail(f"'{ctx.command_path}' needs the Python package {package!r}, which is not installed "
+         "here", hint=EXTRAS_HINT)  # fmt: skip
 
 
 def _not_installed(name: str, package: str) -> click.Command:
     """A stand-in for command ``name``, whose module needs ``package``, absent here (a node)."""
 
-    def refuse(args: tuple[str, ...]) -> None:
-        fail(_needs(f"railcar {name}", package), hint=EXTRAS_HINT)
+    @click.pass_context
+    def refuse(ctx: click.Context, args: tuple[str, ...]) -> None:
+        _refuse(ctx, package)
 
     return click.Command(
         name,
