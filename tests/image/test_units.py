@@ -49,6 +49,17 @@ def test_agent_starts_only_with_a_key_it_would_trust() -> None:
     assert keys == [str(p) for p in DEFAULT_KEY_PATHS]
 
 
+def test_agent_starts_after_the_boot_it_serves() -> None:
+    """The agent is wanted by multi-user.target and ordered after it (ADR 0041): the boot
+    neither waits for its start nor shares the CPU with it while units the boot waits for
+    (containerd) start. Ordered only after network-online.target, it started with them."""
+    settings = _settings(data_dir() / "units" / "railcar-agent.service")
+    after = [v for k, value in settings if k == "After" for v in value.split()]
+    assert "multi-user.target" in after
+    assert ("WantedBy", "multi-user.target") in settings
+    assert not [k for k, _ in settings if k == "Before"]
+
+
 def test_boot_report_leaves_the_esp_unmounted() -> None:
     """The report runs on every boot, and its line is what `railcar vm boot` and the boot
     benchmark wait for: a path under /boot would mount the ESP on every boot, in its way."""
