@@ -11,28 +11,32 @@ from typing import Any
 
 import httpx
 
+from railcar.endpoint import Endpoint
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 @contextmanager
-def running(cmd: Sequence[str], port: int, *, timeout: float = 60) -> Iterator[str]:
-    """Run ``cmd`` (a server listening on 127.0.0.1:``port``); yield its base URL; stop it
+def running(
+    cmd: Sequence[str], port: int, *, timeout: float = 60, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """Run ``cmd`` (a server listening on ``host``:``port``); yield its base URL; stop it
     by its PID when done."""
-    with running_process(cmd, port, timeout=timeout) as (base, _):
+    with running_process(cmd, port, timeout=timeout, host=host) as (base, _):
         yield base
 
 
 @contextmanager
 def running_process(
-    cmd: Sequence[str], port: int, *, timeout: float = 60
+    cmd: Sequence[str], port: int, *, timeout: float = 60, host: str = "127.0.0.1"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """:func:`running`, yielding the process too (benchmarks read its CPU time)."""
     proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    base = Endpoint(host, port).url
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -34,6 +34,7 @@ from pathlib import Path
 import click
 
 from railcar.clitools import fail
+from railcar.endpoint import Endpoint, listen_option
 from railcar.errors import RailcarError
 from railcar.image import BuildResult, build_image, load_spec
 from railcar.image.build import default_cache
@@ -158,20 +159,18 @@ def publish(server: HostServer, payload: Path, version: str) -> str:
     return f"{version} published ({size:,} bytes), hosted by the server"
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    with socket.socket() as probe:
+def check_listen(listen: Endpoint) -> None:
+    """Refuse an address that cannot be bound before the (long) build rather than after it."""
+    with socket.socket(listen.family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, int(port)))
+            probe.bind((listen.host, listen.port))
         except OSError as exc:
             why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
             raise DemoError(
-                f"{listen} {why}", hint="stop what listens there or pass --listen HOST:PORT"
+                f"{listen.authority} {why}",
+                hint="stop what listens there or pass --listen HOST:PORT",
             ) from None
-    return host, int(port)
 
 
 def _update_conf_note(server: HostServer, update_server: str | None) -> str:
@@ -203,13 +202,7 @@ def instructions(server: HostServer, work: Path, token_file: Path, release: Rele
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--listen",
-    default="127.0.0.1:8080",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where the update server listens (guests reach 127.0.0.1 as 10.0.2.2).",
-)
+@listen_option("Where the update server listens (guests reach 127.0.0.1 as 10.0.2.2).")
 @click.option(
     "--work",
     type=click.Path(path_type=Path, file_okay=False),
@@ -233,12 +226,14 @@ def instructions(server: HostServer, work: Path, token_file: Path, release: Rele
 @click.option(
     "--rebuild", is_flag=True, help="Build even when spec, Railcar's sources and key are unchanged."
 )
-def demo(listen: str, work: Path, spec_path: Path, image_dir: Path | None, rebuild: bool) -> None:
+def demo(
+    listen: Endpoint, work: Path, spec_path: Path, image_dir: Path | None, rebuild: bool
+) -> None:
     """Build the example Railcar OS and its signed update, serve it, and say how to boot it.
 
     Runs until interrupted (Ctrl-C or SIGTERM), then stops the server and exits 0.
     """
-    host, port = parse_listen(listen)
+    check_listen(listen)
     work.mkdir(parents=True, exist_ok=True)
     key = signing_key(work / "keys")
     if image_dir is None:
@@ -251,7 +246,7 @@ def demo(listen: str, work: Path, spec_path: Path, image_dir: Path | None, rebui
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     token_file = work / "admin-token"
-    with HostServer(work, host=host, port=port, token_file=token_file) as server:
+    with HostServer(work, host=listen.host, port=listen.port, token_file=token_file) as server:
         say(f"4. update server   {server.base}, data in {server.data}")
         say(f"   {publish(server, payload, release.image.version)} on channel and group {TRACK!r}")
         instructions(server, work, token_file, release)

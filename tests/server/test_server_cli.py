@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,48 @@ def test_an_unreachable_database_is_one_clear_error() -> None:
         assert "Connection refused" in lines[0]
         assert lines[1].startswith("hint: is PostgreSQL running")
         assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+
+
+def _initialized(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    init = railcar("server", "init", "--data-dir", str(data), "--json")
+    assert init.returncode == 0, init.stderr
+    return data
+
+
+def test_serves_on_an_ipv6_address_written_in_brackets(tmp_path: Path) -> None:
+    data = _initialized(tmp_path)
+    port = free_port("::1")
+    cmd = [sys.executable, "-m", "railcar", "server", "run", "--data-dir", str(data)]
+    with running([*cmd, "--listen", f"[::1]:{port}"], port, host="::1") as base:
+        assert base == f"http://[::1]:{port}"
+        answer = httpx.post(f"{base}/v1/update/", content=omaha_body())
+        assert answer.status_code == 200
+        assert '<response protocol="3.0" server="railcar">' in answer.text
+        # Bound to the IPv6 loopback only.
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            raise AssertionError(f"something answered on 127.0.0.1:{port}")
+        except httpx.TransportError:
+            pass
+
+
+def test_a_bare_ipv6_listen_address_is_a_usage_error(tmp_path: Path) -> None:
+    data = _initialized(tmp_path)
+    refused = railcar("server", "run", "--data-dir", str(data), "--listen", "::1:8080")
+    assert refused.returncode == 2
+    assert "'::1:8080': write an IPv6 address in brackets, e.g. [::1]:8080" in refused.stderr
+
+
+def test_a_port_in_use_is_one_clear_error_with_one_process(tmp_path: Path) -> None:
+    data = _initialized(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = railcar("server", "run", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}")
+    assert refused.returncode == 1
+    assert f"railcar: error: cannot listen on 127.0.0.1:{port}: Address already in use" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr

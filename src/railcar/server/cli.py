@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from railcar.clitools import RailcarGroup, emit_json, json_option
+from railcar.endpoint import Endpoint, listen_option
 from railcar.errors import RailcarError
 from railcar.server.vocab import Role
 
@@ -261,7 +262,7 @@ class RetentionJob:
 
 @server.command("run")
 @_db_options
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@listen_option("Address and port to serve on; IPv6 in brackets, e.g. [::1]:8080.")
 @click.option(
     "--omaha-secret",
     envvar="RAILCAR_OMAHA_SECRET",
@@ -297,7 +298,7 @@ class RetentionJob:
 def run(
     data_dir: Path | None,
     db_url: str | None,
-    listen: str,
+    listen: Endpoint,
     omaha_secret: str | None,
     public_url: str | None,
     retention_days: int,
@@ -305,8 +306,6 @@ def run(
     workers: int,
 ) -> None:
     """Serve the Omaha endpoint, the admin API and /metrics until interrupted."""
-    import uvicorn
-
     from railcar.server.api import (
         WORKER_CONFIG_ENV,
         ServerSettings,
@@ -315,9 +314,6 @@ def run(
         limit_threads,
     )
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.UsageError(f"--listen {listen!r}: expected HOST:PORT")
     db = _open(data_dir, db_url)
     if not db.has_schema():
         raise click.UsageError("the database has no schema yet: run 'railcar server init' first")
@@ -326,7 +322,7 @@ def run(
             "--workers needs --db postgresql://…: SQLite is served by one process"
         )
     db.create_schema()  # apply pending migrations
-    base = public_url or f"http://{listen}"
+    base = public_url or listen.url
     package_dir = data_dir / "packages" if data_dir else None
     settings = ServerSettings(
         omaha_secret=omaha_secret, hosted_base_url=base, package_dir=package_dir
@@ -334,18 +330,18 @@ def run(
     retention = RetentionJob(db, retention_days, timedelta(hours=6))  # in this process only
     retention.start()
     click.echo(
-        f"railcar server on http://{listen} (Omaha at /v1/update/"
+        f"railcar server on {listen.url} (Omaha at /v1/update/"
         f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs"
         f"{f'; {workers} processes' if workers > 1 else ''})",
         err=True,
     )
-    options: dict[str, Any] = {"host": host, "port": int(port), "log_level": "warning"}
+    options: dict[str, Any] = {"host": listen.host, "port": listen.port, "log_level": "warning"}
     try:
         if workers == 1:
             app = create_app(db, settings)
             limit_threads(app, workers_threads)
             freeze_startup_heap(app)
-            uvicorn.run(app, access_log=False, **options)
+            serve_app(app, **options)
         else:
             os.environ[WORKER_CONFIG_ENV] = json.dumps(
                 {
@@ -371,18 +367,32 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     algorithm stayed on and every keep-alive request after a connection's first waited ~40 ms
     for the client's delayed ACK: two processes answered ~300 req/s where one answered ~1,100.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    where = Endpoint(host, port)
+    sock = socket.socket(where.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ListenError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
+            f"cannot listen on {where.authority}: {exc.strerror}",
             hint="is another server on that port? choose another with --listen HOST:PORT",
         ) from exc
     return sock
+
+
+def serve_app(app: Any, **options: Any) -> None:
+    """Serve the ASGI ``app`` in this process on a :func:`tcp_listener` (``options``:
+    uvicorn's, ``host`` and ``port`` included), so that an address that cannot be bound is a
+    :class:`ListenError`, as with several processes."""
+    import uvicorn
+
+    config = uvicorn.Config(app, access_log=False, **options)
+    sock = tcp_listener(options["host"], options["port"])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def serve_processes(app: str, workers: int, *, factory: bool, **options: Any) -> None:

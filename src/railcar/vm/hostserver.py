@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from railcar.endpoint import Endpoint
 from railcar.errors import RailcarError
 from railcar.omaha.model import FLATCAR_APP_ID
 from railcar.server.db import SQLITE_FILE
@@ -65,7 +66,8 @@ class HostServer:
         self.data = directory / "server"
         self.host = host
         self.port = port or free_port()
-        self.base = f"http://{host}:{self.port}"
+        self.endpoint = Endpoint(host, self.port)
+        self.base = self.endpoint.url
         self.token_file = token_file
         self.token = ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -143,7 +145,7 @@ class HostServer:
         log = (self.directory / "server.log").open("ab")
         self._proc = subprocess.Popen(
             [*RAILCAR, "server", "run", "--data-dir", str(self.data),
-             "--listen", f"{self.host}:{self.port}",
+             "--listen", self.endpoint.authority,
              "--public-url", f"http://{GUEST_HOST_ADDRESS}:{self.port}"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
