@@ -3,13 +3,14 @@ boot wait for."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from railcar.agent.node import DEFAULT_KEY_PATHS
 from railcar.image.bootentries import IGNITION_FIRSTBOOT
-from railcar.image.content import SYSTEMD_UNITS, disable_unit
+from railcar.image.content import SYSTEMD_UNITS, disable_unit, factory_line
 from railcar.image.errors import SpecError
 from railcar.image.rootfs import data_dir
 
@@ -129,3 +130,23 @@ def test_units_that_cannot_be_disabled(tmp_path: Path, unit: str, message: str) 
     stage = _package_stage(tmp_path)
     with pytest.raises(SpecError, match=message):
         disable_unit(stage, unit)
+
+
+def test_factory_lines_copy_entries_and_remake_links(tmp_path: Path) -> None:
+    """/etc entries missing on ROOT come back at boot (tmpfiles.d): files and directories as
+    copies of the factory /etc in /usr, symlinks with their own targets. Debian's relative
+    os-release link, copied, would point nowhere from the factory directory."""
+    etc = tmp_path / "etc"
+    (etc / "ssh").mkdir(parents=True)
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (etc / "os-release").symlink_to("../usr/lib/os-release")
+    (etc / "localtime").symlink_to("/usr/share/zoneinfo/Etc/UTC")
+    (etc / "odd").symlink_to("../usr/lib/100%")
+    lines = {name: factory_line(name, etc / name) for name in sorted(os.listdir(etc))}
+    assert lines == {
+        "localtime": "L /etc/localtime - - - - /usr/share/zoneinfo/Etc/UTC",
+        "odd": "L /etc/odd - - - - ../usr/lib/100%%",
+        "os-release": "L /etc/os-release - - - - ../usr/lib/os-release",
+        "passwd": "C /etc/passwd - - - -",
+        "ssh": "C /etc/ssh - - - -",
+    }

@@ -103,6 +103,8 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
         verity_hash = root.run("dmesg | grep -m1 'verity: sha256 using implementation'")
         crypto = root.run("cat /proc/crypto")
         agent = root.run("systemctl show -p ConditionResult -p NRestarts railcar-agent.service")
+        tmpfiles = root.run("journalctl -b -o cat -t systemd-tmpfiles --no-pager")
+        os_release = root.run("readlink /etc/os-release && grep -c . /etc/os-release")
         # Before anything used docker's socket: dockerd has not run (ADR 0039).
         runtimes = root.run(
             "systemctl show -p Id -p ActiveState docker.service docker.socket containerd.service"
@@ -138,6 +140,9 @@ def test_first_boot_provisions_with_ignition_and_runs_containers(tmp_path: Path)
     # The example is built without --payload-key: no key to verify an update with, so the agent
     # is not started (rather than failing and being restarted every 30 s).
     assert sorted(agent.split()) == ["ConditionResult=no", "NRestarts=0"], agent
+    # /etc's factory copy restores what it can without errors: links are links (os-release).
+    assert "/usr/share/factory" not in tmpfiles, tmpfiles
+    assert os_release.split()[0] == "../usr/lib/os-release" and int(os_release.split()[1]) > 3
     # /usr's hashes use the best SHA-256 the CPU offers, not the one that happened to be loaded
     # when the initrd opened the slot.
     assert f'implementation "{_best_sha256(crypto)}"' in verity_hash, (verity_hash, crypto)

@@ -132,6 +132,18 @@ def _install_own_units(stage: Path) -> None:
         )
 
 
+def factory_line(entry: str, path: Path) -> str:
+    """The tmpfiles.d(5) line that restores ``/etc/entry`` (``path`` in the stage) when missing.
+
+    A directory or file is copied from the factory copy (``C``). A symlink is made again with
+    its own target (``L``): copying it would resolve a relative target such as Debian's
+    ``os-release -> ../usr/lib/os-release`` from the factory directory, where it leads nowhere
+    (tmpfiles then logged "Failed to stat" on every boot and restored nothing)."""
+    if path.is_symlink():
+        return f"L /etc/{entry} - - - - {os.readlink(path).replace('%', '%%')}"
+    return f"C /etc/{entry} - - - -"
+
+
 def _factory_etc(stage: Path) -> None:
     factory = stage / FACTORY_ETC
     shutil.rmtree(factory, ignore_errors=True)
@@ -142,7 +154,7 @@ def _factory_etc(stage: Path) -> None:
         if entry in _NOT_FACTORY:
             (factory / entry).unlink(missing_ok=True)
             continue
-        lines.append(f"C /etc/{entry} - - - -")
+        lines.append(factory_line(entry, stage / "etc" / entry))
     replace_file(stage / "usr/lib/tmpfiles.d/railcar-etc.conf", ("\n".join(lines) + "\n").encode())
 
 
