@@ -15,7 +15,7 @@ from railcar.endpoint import Endpoint
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    with socket.socket(Endpoint(host, 0).family) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
