@@ -366,9 +366,9 @@ def noupdate_server(port: int, workers: int) -> list[str]:
     # Several processes as `railcar server run --workers N` runs them (uvicorn's own
     # `--workers` leaves Nagle's algorithm on: ~40 ms per keep-alive request).
     code = (
-        "from railcar.server.cli import serve_processes; serve_processes("
-        f"'benchmarks.noupdate_app:app', {workers}, factory=False, host='127.0.0.1',"
-        f" port={port}, log_level='warning')"
+        "from railcar.server.cli import serve_processes, tcp_listener; serve_processes("
+        f"'benchmarks.noupdate_app:app', {workers}, tcp_listener('127.0.0.1', {port}),"
+        " factory=False, log_level='warning')"
     )
     return [sys.executable, "-c", code]
 

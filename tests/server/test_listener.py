@@ -87,3 +87,14 @@ def test_a_port_in_use_is_a_clear_error() -> None:
             tcp_listener("127.0.0.1", port)
     finally:
         busy.close()
+
+
+def test_the_listener_takes_connections_before_a_server_serves_it() -> None:
+    """`railcar server run` announces its address once the listener exists: a client that
+    connects then waits in the backlog instead of being refused."""
+    sock = tcp_listener("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname()[:2], timeout=5) as client:
+            assert client.getpeername() == sock.getsockname()
+    finally:
+        sock.close()

@@ -155,4 +155,5 @@ def test_a_port_in_use_is_one_clear_error_with_one_process(tmp_path: Path) -> No
     assert f"railcar: error: cannot listen on 127.0.0.1:{port}: Address already in use" in (
         refused.stderr
     )
+    assert "railcar server on" not in refused.stderr  # never announced
     assert "Traceback" not in refused.stderr

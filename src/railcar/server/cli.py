@@ -327,21 +327,23 @@ def run(
     settings = ServerSettings(
         omaha_secret=omaha_secret, hosted_base_url=base, package_dir=package_dir
     )
+    # Listening before the address is announced: a port in use is a ListenError and no
+    # announcement, and a client that connects once it is announced waits in the backlog.
+    sock = tcp_listener(listen.host, listen.port)
     retention = RetentionJob(db, retention_days, timedelta(hours=6))  # in this process only
-    retention.start()
-    click.echo(
-        f"railcar server on {listen.url} (Omaha at /v1/update/"
-        f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs"
-        f"{f'; {workers} processes' if workers > 1 else ''})",
-        err=True,
-    )
-    options: dict[str, Any] = {"host": listen.host, "port": listen.port, "log_level": "warning"}
     try:
+        retention.start()
+        click.echo(
+            f"railcar server on {listen.url} (Omaha at /v1/update/"
+            f"{'<secret>' if omaha_secret else ''}, API at /api/, docs at /docs"
+            f"{f'; {workers} processes' if workers > 1 else ''})",
+            err=True,
+        )
         if workers == 1:
             app = create_app(db, settings)
             limit_threads(app, workers_threads)
             freeze_startup_heap(app)
-            serve_app(app, **options)
+            serve_app(app, sock, log_level="warning")
         else:
             os.environ[WORKER_CONFIG_ENV] = json.dumps(
                 {
@@ -352,14 +354,22 @@ def run(
                     "threads": workers_threads,
                 }
             )
-            serve_processes("railcar.server.api:worker_app", workers, factory=True, **options)
+            serve_processes(
+                "railcar.server.api:worker_app", workers, sock, factory=True, log_level="warning"
+            )
     finally:
         retention.stop()
         db.dispose()
+        sock.close()
+
+
+# uvicorn's default backlog (its --backlog); its server calls listen() again with its own.
+LISTEN_BACKLOG = 2048
 
 
 def tcp_listener(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for the server processes to share, created with ``IPPROTO_TCP``.
+    """A bound, listening TCP socket for the server processes to share, made with
+    ``IPPROTO_TCP``.
 
     asyncio turns on ``TCP_NODELAY`` only for accepted sockets whose ``proto`` is
     ``IPPROTO_TCP``, and accepted sockets inherit it from the listener. uvicorn 0.54's own
@@ -372,6 +382,7 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise ListenError(
@@ -381,30 +392,21 @@ def tcp_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_app(app: Any, **options: Any) -> None:
-    """Serve the ASGI ``app`` in this process on a :func:`tcp_listener` (``options``:
-    uvicorn's, ``host`` and ``port`` included), so that an address that cannot be bound is a
-    :class:`ListenError`, as with several processes."""
+def serve_app(app: Any, sock: socket.socket, **options: Any) -> None:
+    """Serve the ASGI ``app`` in this process on ``sock``, a :func:`tcp_listener`
+    (``options``: uvicorn's)."""
     import uvicorn
 
-    config = uvicorn.Config(app, access_log=False, **options)
-    sock = tcp_listener(options["host"], options["port"])
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
+    uvicorn.Server(uvicorn.Config(app, access_log=False, **options)).run(sockets=[sock])
 
 
-def serve_processes(app: str, workers: int, *, factory: bool, **options: Any) -> None:
+def serve_processes(
+    app: str, workers: int, sock: socket.socket, *, factory: bool, **options: Any
+) -> None:
     """Serve the ASGI ``app`` (an import string) from ``workers`` processes under uvicorn's
-    supervisor, sharing one :func:`tcp_listener` (``options``: uvicorn's, ``host`` and
-    ``port`` included)."""
+    supervisor, sharing ``sock``, a :func:`tcp_listener` (``options``: uvicorn's)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(app, factory=factory, workers=workers, access_log=False, **options)
-    sock = tcp_listener(options["host"], options["port"])
-    try:
-        Multiprocess(config, sockets=[sock]).run()
-    finally:
-        sock.close()
+    Multiprocess(config, sockets=[sock]).run()
