@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from railcar.image import BuildResult, build_image, parse_spec
+from railcar.image.pathfilter import dpkg_config
 from railcar.image.rootfs import (
     _PLATFORM,
     _customize_script,
@@ -104,15 +105,17 @@ def mkosi_packages(spec: ImageSpec) -> list[str]:
 
 
 def mkosi_command(
-    spec: ImageSpec, *, mirror: str, cache: Path, output: Path, finalize: Path
+    spec: ImageSpec, *, mirror: str, cache: Path, output: Path, finalize: Path, skeleton: Path
 ) -> list[str]:
     """mkosi 14's command line for the image compared with ``railcar build``.
 
     ``gpt_ext4`` without ``--bootable``: mkosi 14 mounts the ESP (vfat) through a loop device
     and runs ``bootctl``/``kernel-install`` in systemd-nspawn, neither of which works on this
     host (no vfat in its kernel, no systemd as PID 1); the initrd, the costly part of a bootable
-    build, is made by the finalize script instead. ``--with-docs`` keeps /usr/share/doc as
-    mmdebstrap does (and avoids mkosi's nspawn call that deletes it)."""
+    build, is made by the finalize script instead. ``--with-docs`` avoids mkosi's nspawn call
+    that deletes documentation; the ``skeleton`` tree gives dpkg the spec's path filters
+    instead, as Railcar's bootstrap does. mkosi 14 copies it in
+    after debootstrap, so the essential packages' documentation stays in its tree."""
     return [
         "mkosi",
         "--distribution=debian",
@@ -121,6 +124,7 @@ def mkosi_command(
         f"--mirror={mirror}",
         "--format=gpt_ext4",
         "--with-docs",
+        f"--skeleton-tree={skeleton}",
         f"--package={','.join(mkosi_packages(spec))}",
         f"--cache={cache}",
         f"--output={output}",
@@ -270,10 +274,15 @@ class BuildBench:
         finalize = run_dir / "finalize.sh"
         finalize.write_text(finalize_script(customize))
         finalize.chmod(0o755)
+        skeleton = run_dir / "skeleton"
+        filters = skeleton / "etc" / "dpkg" / "dpkg.cfg.d" / "01-railcar-paths"
+        filters.parent.mkdir(parents=True)
+        filters.write_text(dpkg_config(self.spec.path_exclude, self.spec.path_include))
         output = run_dir / "image.raw"
         cmd = mkosi_command(
-            self.spec, mirror=self.mirror, cache=cache, output=output, finalize=finalize
-        )
+            self.spec, mirror=self.mirror, cache=cache, output=output, finalize=finalize,
+            skeleton=skeleton,
+        )  # fmt: skip
         cwd = run_dir / "cwd"  # empty: mkosi reads mkosi.default and friends from its cwd
         cwd.mkdir()
         os.sync()

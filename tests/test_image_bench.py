@@ -93,7 +93,8 @@ def test_mirror_for_uses_the_hosts_sources_unless_the_spec_names_one(
 
 def test_mkosi_builds_the_specs_suite_and_packages_with_its_kernel(spec: ImageSpec) -> None:
     cmd = mkosi_command(spec, mirror="http://m.invalid/debian", cache=Path("/c"),
-                        output=Path("/o/image.raw"), finalize=Path("/f.sh"))  # fmt: skip
+                        output=Path("/o/image.raw"), finalize=Path("/f.sh"),
+                        skeleton=Path("/s"))  # fmt: skip
     assert cmd[0] == "mkosi" and cmd[-1] == "build"
     assert "--release=bookworm" in cmd and "--architecture=x86_64" in cmd
     assert "--mirror=http://m.invalid/debian" in cmd
@@ -102,6 +103,7 @@ def test_mkosi_builds_the_specs_suite_and_packages_with_its_kernel(spec: ImageSp
     assert "docker.io" in packages.split(",")
     assert "--format=gpt_ext4" in cmd and "--with-docs" in cmd
     assert "--cache=/c" in cmd and "--finalize-script=/f.sh" in cmd
+    assert "--skeleton-tree=/s" in cmd
 
 
 def test_finalize_script_runs_railcars_dracut_step_in_the_tree(tmp_path: Path) -> None:

@@ -228,6 +228,15 @@ def test_reports_and_digests(image: BuildResult) -> None:
     assert "/usr/lib/systemd/system/sockets.target.wants/docker.socket\n" in contents
     assert "/usr/lib/systemd/system/multi-user.target.wants/containerd.service\n" in contents
     assert "multi-user.target.wants/docker.service\n" not in contents
+    # The spec's path filters (the default ones): no manuals, translations or package
+    # documentation, but every package's copyright file (a package whose doc directory is a
+    # link to another's has its copyright there, and the link is left out).
+    below = re.findall(r"^/usr/share/(?:man|info|locale)/.+$", contents, re.M)
+    assert set(below) <= {"/usr/share/locale/locale.alias"}, below[:5]
+    docs = re.findall(r"^/usr/share/doc/[^\n]*[^/\n]$", contents, re.M)  # not directories
+    assert docs and all(d.endswith("/copyright") for d in docs), docs[:5]
+    assert "/usr/share/doc/systemd/copyright\n" in contents
+    assert "/usr/share/doc/containerd/copyright\n" in contents
     # One section per hash of the spec (the example's: SHA-256 alone), listing every other
     # output file (hashed in the background as each was finished); it checks with coreutils.
     text = (out / "DIGESTS").read_text()

@@ -49,6 +49,14 @@ def test_cluster_size_defaults_to_one_block() -> None:
     assert parse_spec('[image]\nversion = "1"\n[usr]\ncluster_kib = 64\n').cluster_kib == 64
 
 
+def test_documentation_is_left_out_of_usr_but_not_the_copyright_files() -> None:
+    spec = parse_spec('[image]\nversion = "1"\n')
+    assert "/usr/share/man/*" in spec.path_exclude and "/usr/share/doc/*" in spec.path_exclude
+    assert spec.path_include == ("/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias")
+    kept = parse_spec('[image]\nversion = "1"\n[packages]\npath_exclude = []\n')
+    assert kept.path_exclude == ()
+
+
 def test_kernel_follows_the_architecture() -> None:
     spec = parse_spec('[image]\nversion = "1"\n[distribution]\narchitecture = "arm64"\n')
     assert spec.kernel_package == "linux-image-cloud-arm64"
@@ -93,6 +101,12 @@ def test_kernel_follows_the_architecture() -> None:
         ('[image]\nversion = "1"\n[usr]\ncluster_kib = 2\n', "usr.cluster_kib: 2 is not valid"),
         ('[image]\nversion = "1"\n[usr]\ncluster_kib = 2048\n',
          "usr.cluster_kib: 2048 is not valid"),
+        ('[image]\nversion = "1"\n[packages]\npath_exclude = ["/etc/x/*"]\n',
+         "packages.path_exclude: '/etc/x/*' is not valid, expected a path or glob under /usr/"),
+        ('[image]\nversion = "1"\n[packages]\npath_include = ["/usr/share/../lib/x"]\n',
+         "packages.path_include: '/usr/share/../lib/x' is not valid"),
+        ('[image]\nversion = "1"\n[packages]\npath_exclude = ["/usr/share/a b"]\n',
+         "without spaces or '..'"),
         ("[image\n", "not valid TOML"),
     ],
 )  # fmt: skip

@@ -37,12 +37,14 @@ from pathlib import Path
 from shlex import quote as q
 
 from railcar.image.errors import RootfsError
+from railcar.image.pathfilter import dpkg_config, drop_filtered
 from railcar.image.resolve import fresh_resolution, kept_resolution, mmdebstrap_base
 from railcar.image.spec import ImageSpec
 from railcar.runner import run
 
 RAILCAR_VENV = "/usr/lib/railcar/venv"
 DRACUT_MODULE = "/usr/lib/dracut/modules.d/90railcar-usr"
+PATH_FILTERS = "50railcar-paths"  # in /etc/dpkg/dpkg.cfg.d: the spec's path filters
 _PLATFORM = {"amd64": "x86_64", "arm64": "aarch64"}
 # Debian 12's glibc is 2.36: any manylinux wheel up to that runs in the image.
 _MANYLINUX = [
@@ -113,6 +115,7 @@ def rootfs_key(spec: ImageSpec, packages: list[tuple[str, str]]) -> str:
     material = {
         "spec": spec.rootfs_fields(),
         "packages": packages,
+        "paths": {"exclude": list(spec.path_exclude), "include": list(spec.path_include)},
         "dracut": _tree_digest(data_dir() / "dracut"),
         "dracut.conf": hashlib.sha256((data_dir() / "dracut.conf").read_bytes()).hexdigest(),
         # 2: the customize script adds Ignition's dracut module; 3: dracut runs once (INITRD=No
@@ -463,7 +466,7 @@ def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _B
         )
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    hooks = _hook_files(work)
+    hooks = _hook_files(spec, work)
     tree = work / "tree"
     env = {
         **os.environ,
@@ -490,6 +493,10 @@ def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _B
         # mmdebstrap has finished, and one syncfs makes it durable before it enters the cache
         # (_Bootstrapped.finish).
         "--dpkgopt=force-unsafe-io",
+        # The spec's path filters, for dpkg only: mmdebstrap's unpacking of the essential
+        # packages ignores this file, and drop_filtered removes what it left (.pathfilter).
+        '--setup-hook=mkdir -p "$1/etc/dpkg/dpkg.cfg.d"',
+        f"--setup-hook=copy-in {hooks / 'conf' / PATH_FILTERS} /etc/dpkg/dpkg.cfg.d",
         '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
         f"--setup-hook={_link_or_copy(f'{q(str(debs))}/.', archives)}",
         *(venv.start_hooks() if venv else []),
@@ -521,6 +528,7 @@ def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _B
         raise RootfsError(f"mmdebstrap failed with exit status {proc.returncode}{where}")
     if venv and venv.error:
         raise venv.error
+    drop_filtered(tree, spec.path_exclude, spec.path_include)
     kernels = sorted((tree / "usr/lib/modules").iterdir())
     if len(kernels) != 1:
         raise RootfsError(f"expected one kernel in the rootfs, found {[k.name for k in kernels]}")
@@ -540,12 +548,14 @@ def _bootstrap(spec: ImageSpec, cache: Path, work: Path, log: Path | None) -> _B
     return _Bootstrapped(work, installed, kernel, dracut, log)
 
 
-def _hook_files(work: Path) -> Path:
-    """``work/hooks``: what mmdebstrap's customize hooks copy into the tree, and their script."""
+def _hook_files(spec: ImageSpec, work: Path) -> Path:
+    """``work/hooks``: what mmdebstrap's hooks copy into the tree, and the customize script."""
     hooks = work / "hooks"
     shutil.copytree(data_dir() / "dracut" / "90railcar-usr", hooks / "90railcar-usr")
     (hooks / "conf").mkdir()
     shutil.copy(data_dir() / "dracut.conf", hooks / "conf" / "00-railcar.conf")
+    filters = dpkg_config(spec.path_exclude, spec.path_include)
+    (hooks / "conf" / PATH_FILTERS).write_text(filters)
     (hooks / "customize.sh").write_text(_customize_script())
     return hooks
 

@@ -109,6 +109,8 @@ class ImageSpec:
     disable_units: tuple[str, ...] = ()
     digests: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256,)
     cluster_kib: int = 4
+    path_exclude: tuple[str, ...] = ()
+    path_include: tuple[str, ...] = ()
     partitions: PartitionSizes = field(default_factory=PartitionSizes)
     path: Path = Path()
 
@@ -209,6 +211,32 @@ def _server(key: str, value: Any) -> Any:
     return value
 
 
+_USR_GLOB = re.compile(r"/usr/[^\s\\]+")
+
+
+def _usr_globs(key: str, value: Any) -> Any:
+    for item in value:
+        if not _USR_GLOB.fullmatch(item) or "/../" in f"{item}/":
+            raise SpecError(
+                f"{key}: {item!r} is not valid, expected a path or glob under /usr/ without"
+                " spaces or '..', e.g. /usr/share/man/*"
+            )
+    return value
+
+
+# What a node never reads: manuals (no man reader is installed), Info pages, translations of
+# programs' messages (nodes run in C.UTF-8) and package documentation, as mkosi leaves them
+# out unless WithDocs=yes. Debian's copyright files stay: they carry the licences of what
+# the image distributes. locale.alias is data glibc reads.
+_DEFAULT_PATH_EXCLUDE = [
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+]
+_DEFAULT_PATH_INCLUDE = ["/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"]
+
 _DEFAULT_PACKAGES = [
     "systemd",
     "systemd-sysv",
@@ -264,6 +292,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("packages", "kernel", "str", "auto",
             "The kernel package; 'auto': linux-image-cloud-ARCHITECTURE.",
             _match(_PACKAGE, "a Debian package name")),
+    Setting("packages", "path_exclude", "list[str]", _DEFAULT_PATH_EXCLUDE,
+            "Paths under /usr the packages' files are left out of (dpkg's path-exclude globs).",
+            _usr_globs),
+    Setting("packages", "path_include", "list[str]", _DEFAULT_PATH_INCLUDE,
+            "Paths kept although path_exclude matches them (dpkg's path-include globs).",
+            _usr_globs),
     # Container Linux's defaults: containerd from boot, dockerd socket-activated (ADR 0039).
     Setting("content", "enable_units", "list[str]", ["containerd.service", "docker.socket"],
             "systemd units enabled statically in /usr.", _match(_UNIT, "a systemd unit name")),
@@ -396,6 +430,8 @@ def parse_spec(text: str, *, path: Path = Path("railcar.toml")) -> ImageSpec:
         app_id="{" + v["image.app_id"].strip("{}").lower() + "}",
         compression=v["usr.compression"],
         cluster_kib=v["usr.cluster_kib"],
+        path_exclude=tuple(v["packages.path_exclude"]),
+        path_include=tuple(v["packages.path_include"]),
         boot_tries=v["boot.tries"],
         source_date_epoch=v["image.source_date_epoch"],
         payload_min_saving=v["update.payload_min_saving"],
