@@ -168,15 +168,19 @@ class DirectoryEsp:
 
 
 class MtoolsEsp:
-    """The ESP inside a disk image file at byte ``offset``, edited with mtools."""
+    """The ESP inside a disk image file at byte ``offset``, edited with mtools. With a
+    ``timestamp`` (a build's SOURCE_DATE_EPOCH, which mtools honours) every file and directory
+    written gets that time instead of the clock's."""
 
-    def __init__(self, image: Path, offset: int = 0) -> None:
+    def __init__(self, image: Path, offset: int = 0, *, timestamp: int | None = None) -> None:
         self.target = f"{image}@@{offset}" if offset else str(image)
+        self.env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+        if timestamp is not None:
+            self.env["SOURCE_DATE_EPOCH"] = str(timestamp)
 
     def _mtool(self, *args: str, data: bytes | None = None) -> bytes:
-        env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
         proc = subprocess.run(
-            [args[0], "-i", self.target, *args[1:]], input=data, capture_output=True, env=env,
+            [args[0], "-i", self.target, *args[1:]], input=data, capture_output=True, env=self.env,
             check=False,
         )  # fmt: skip
         if proc.returncode != 0:
@@ -193,9 +197,8 @@ class MtoolsEsp:
                 self._mtool("mmd", f"::/{d}")
 
     def list(self, directory: str) -> list[str]:
-        env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
         proc = subprocess.run(
-            ["mdir", "-b", "-i", self.target, f"::/{directory}"], capture_output=True, env=env,
+            ["mdir", "-b", "-i", self.target, f"::/{directory}"], capture_output=True, env=self.env,
             check=False,
         )  # fmt: skip
         if proc.returncode != 0:

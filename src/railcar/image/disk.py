@@ -26,6 +26,8 @@ _CHUNK = 8 << 20
 def make_ext4(spec: ImageSpec, tree: Path, out: Path, *, label: str, size_bytes: int) -> Path:
     """An ext4 filesystem of ``size_bytes`` holding ``tree``, with fixed UUID and times."""
     out.unlink(missing_ok=True)
+    # mke2fs, and debugfs after it, take the superblock's and their own inodes' times from
+    # E2FSPROGS_FAKE_TIME (e2fsprogs' own variable).
     env = {**os.environ, "E2FSPROGS_FAKE_TIME": str(spec.source_date_epoch)}
     uuid = derived_uuid(spec, f"fs-{label}")
     cmd = [
@@ -39,7 +41,48 @@ def make_ext4(spec: ImageSpec, tree: Path, out: Path, *, label: str, size_bytes:
             f"mkfs.ext4 for {label} failed: {proc.stderr.strip().splitlines()[-1:]}",
             hint=f"is the {label} partition large enough for its content?",
         )
+    set_times(out, tree, spec.source_date_epoch, label=label, env=env)
     return out
+
+
+TIME_FIELDS = ("atime", "mtime", "ctime", "crtime")
+
+
+def time_commands(tree: Path, timestamp: int) -> str:
+    """debugfs commands giving every inode of ``tree`` (the root included) each of
+    :data:`TIME_FIELDS` = ``timestamp``. Paths are quoted for debugfs's parser (a quote inside
+    is doubled); a name with a newline cannot be written, and is a
+    :class:`DiskAssemblyError`."""
+    paths = ["/"]
+    for current, dirs, files in os.walk(tree):
+        rel = os.path.relpath(current, tree)
+        inside = "" if rel == "." else f"/{rel}"
+        paths += [f"{inside}/{name}" for name in sorted([*dirs, *files])]
+    lines = []
+    for path in paths:
+        if "\n" in path:
+            raise DiskAssemblyError(f"cannot set the time of {path!r}: a newline in its name")
+        quoted = '"' + path.replace('"', '""') + '"'
+        lines += [f"sif {quoted} {field} @{timestamp}" for field in TIME_FIELDS]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def set_times(
+    image: Path, tree: Path, timestamp: int, *, label: str, env: dict[str, str]
+) -> None:
+    """Every inode ``mkfs.ext4 -d`` copied from ``tree`` into ``image`` gets ``timestamp`` as
+    its access, change, modification and creation time, so that the filesystem is the same
+    bytes whenever the same tree is copied (mkfs.ext4 1.47.0 copies the tree's own times, and a
+    file's change time is when it was last linked or written on the build host)."""
+    proc = subprocess.run(
+        ["debugfs", "-w", "-f", "-", str(image)], input=time_commands(tree, timestamp),
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    # debugfs goes on after a failed command and exits 0: its complaints are on stderr, after
+    # its version banner.
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("debugfs ")]
+    if proc.returncode != 0 or errors:
+        raise DiskAssemblyError(f"debugfs setting the times in {label} failed: {errors[:3]}")
 
 
 def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:

@@ -85,7 +85,7 @@ def make_esp(
         f.truncate(size_bytes)
     volume_id = derived_uuid(spec, "esp").hex[:8]
     run(["mkfs.vfat", "-F", "32", "-n", "EFI-SYSTEM", "-i", volume_id, "--invariant", out])
-    esp = MtoolsEsp(out)
+    esp = MtoolsEsp(out, timestamp=spec.source_date_epoch)
     loader = stage / "usr/lib/systemd/boot/efi" / f"systemd-boot{spec.architecture.efi_suffix}.efi"
     esp.put(f"EFI/BOOT/BOOT{spec.architecture.efi_suffix.upper()}.EFI", loader)
     esp.write("loader/loader.conf", LOADER_CONF.encode())
