@@ -47,7 +47,9 @@ def test_ext4_is_the_same_bytes_whatever_the_trees_times(tmp_path: Path) -> None
         )
     digests = [hashlib.sha256(image.read_bytes()).hexdigest() for image in images]
     assert digests[0] == digests[1]
-    header = subprocess.run(["dumpe2fs", "-h", str(images[0])], capture_output=True, text=True)
+    header = subprocess.run(
+        ["dumpe2fs", "-h", str(images[0])], capture_output=True, text=True, check=True
+    )
     (written,) = [line for line in header.stdout.splitlines() if line.startswith("Last write")]
     assert written.endswith(datetime.fromtimestamp(SPEC.source_date_epoch, UTC).strftime("%Y"))
     stamp = f"0x{SPEC.source_date_epoch:08x}:00000000"

@@ -67,9 +67,7 @@ def time_commands(tree: Path, timestamp: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def set_times(
-    image: Path, tree: Path, timestamp: int, *, label: str, env: dict[str, str]
-) -> None:
+def set_times(image: Path, tree: Path, timestamp: int, *, label: str, env: dict[str, str]) -> None:
     """Every inode ``mkfs.ext4 -d`` copied from ``tree`` into ``image`` gets ``timestamp`` as
     its access, change, modification and creation time, so that the filesystem is the same
     bytes whenever the same tree is copied (mkfs.ext4 1.47.0 copies the tree's own times, and a
