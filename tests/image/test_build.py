@@ -23,7 +23,7 @@ from railcar.image.bootcontrol import SystemdBootControl
 from railcar.image.bootentries import ENTRIES_DIR, MtoolsEsp, SystemdBootEntries
 from railcar.image.build import default_cache
 from railcar.image.esp import SECTION_VMA
-from railcar.image.layout import disk_layout
+from railcar.image.layout import derived_uuid, disk_layout
 from railcar.image.uki import pe_section, uki_cmdline
 from tests.conftest import KeyPair
 from tests.imagebuild import EXAMPLE, built_image, example_spec_text
@@ -71,7 +71,12 @@ def test_disk_has_the_container_linux_layout(image: BuildResult) -> None:
     root = _sh("blkid", "-p", "-O", str(starts[9]), "-o", "export", disk)
     assert "LABEL=ROOT" in root and "TYPE=ext4" in root
     assert "LABEL=OEM" in _sh("blkid", "-p", "-O", str(starts[6]), "-o", "export", disk)
-    assert "LABEL=EFI-SYSTEM" in _sh("blkid", "-p", "-O", str(starts[1]), "-o", "export", disk)
+    esp = _sh("blkid", "-p", "-O", str(starts[1]), "-o", "export", disk)
+    assert "LABEL=EFI-SYSTEM" in esp
+    # The FAT's volume id is the spec's own (derived like the partition GUIDs), not the
+    # constant mkfs.vfat --invariant would give every ESP.
+    serial = derived_uuid(parse_spec(example_spec_text("1.0.0"), path=EXAMPLE), "esp").hex[:8]
+    assert f"UUID={serial[:4].upper()}-{serial[4:].upper()}" in esp
 
 
 def test_usr_image_verifies_and_detects_one_flipped_byte(

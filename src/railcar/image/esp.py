@@ -84,7 +84,8 @@ def make_esp(
     with open(out, "wb") as f:
         f.truncate(size_bytes)
     volume_id = derived_uuid(spec, "esp").hex[:8]
-    run(["mkfs.vfat", "-F", "32", "-n", "EFI-SYSTEM", "-i", volume_id, "--invariant", out])
+    # --invariant fixes the FAT's times; the volume id after it replaces its constant one.
+    run(["mkfs.vfat", "-F", "32", "-n", "EFI-SYSTEM", "--invariant", "-i", volume_id, out])
     esp = MtoolsEsp(out, timestamp=spec.source_date_epoch)
     loader = stage / "usr/lib/systemd/boot/efi" / f"systemd-boot{spec.architecture.efi_suffix}.efi"
     esp.put(f"EFI/BOOT/BOOT{spec.architecture.efi_suffix.upper()}.EFI", loader)
