@@ -114,8 +114,8 @@ def mkosi_command(
     host (no vfat in its kernel, no systemd as PID 1); the initrd, the costly part of a bootable
     build, is made by the finalize script instead. ``--with-docs`` avoids mkosi's nspawn call
     that deletes documentation; the ``skeleton`` tree gives dpkg the spec's path filters
-    instead, as Railcar's bootstrap does. mkosi 14 copies it in
-    after debootstrap, so the essential packages' documentation stays in its tree."""
+    instead, as Railcar's bootstrap does. mkosi 14 copies it in after debootstrap, so the
+    essential packages' documentation stays in its tree."""
     return [
         "mkosi",
         "--distribution=debian",
